@@ -1,0 +1,272 @@
+/**
+ * Every setting in one table: environment name, key, parser, default and the
+ * sentence the README shows. `loadConfig` validates all of them, reports every
+ * problem at once, then freezes the result.
+ */
+
+type Parser<T> = (raw: string) => T;
+
+interface Setting<T> {
+  env: string;
+  def: T;
+  parse: Parser<T>;
+  doc: string;
+}
+
+class ConfigValueError extends Error {}
+
+const int =
+  (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> =>
+  (raw) => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigValueError(`expected an integer, got "${raw}"`);
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+      throw new ConfigValueError(`expected an integer from ${min} to ${max}, got ${raw}`);
+    return n;
+  };
+
+const bool: Parser<boolean> = (raw) => {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+  throw new ConfigValueError(`expected true or false, got "${raw}"`);
+};
+
+const str: Parser<string> = (raw) => raw.trim();
+
+const oneOf =
+  <T extends string>(...values: T[]): Parser<T> =>
+  (raw) => {
+    const v = raw.trim() as T;
+    if (!values.includes(v)) throw new ConfigValueError(`expected one of ${values.join(', ')}, got "${raw}"`);
+    return v;
+  };
+
+const list: Parser<readonly string[]> = (raw) =>
+  raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+
+const setting = <T>(env: string, def: T, parse: Parser<T>, doc: string): Setting<T> => ({ env, def, parse, doc });
+
+const MINUTE = 60_000;
+
+/** The table. Order is the order the README lists them in. */
+export const settings = {
+  host: setting('HOST', '127.0.0.1', str, 'Address to listen on; `0.0.0.0` to accept connections from other machines.'),
+  port: setting('PORT', 8080, int(0, 65535), 'TCP port; 0 picks a free one.'),
+  logLevel: setting(
+    'LOG_LEVEL',
+    'info' as const,
+    oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+    'pino log level.',
+  ),
+  helloTimeoutMs: setting(
+    'HELLO_TIMEOUT_MS',
+    10_000,
+    int(100),
+    'A socket that has not said hello by then is closed with 4408.',
+  ),
+  resumeWindowMs: setting(
+    'RESUME_WINDOW_MS',
+    120_000,
+    int(100),
+    'How long a dropped session, its chat and its undelivered messages wait for a resume.',
+  ),
+  idleTimeoutS: setting(
+    'IDLE_TIMEOUT_S',
+    60,
+    int(0, 960),
+    'Seconds without traffic before the server closes a socket (it pings first); 0 disables, else at least 8.',
+  ),
+  maxPayloadBytes: setting(
+    'MAX_PAYLOAD_BYTES',
+    16_384,
+    int(512, 16 * 1024 * 1024),
+    'Largest WebSocket frame accepted; larger ones close the socket with 1009 before parsing.',
+  ),
+  maxMessageBytes: setting('MAX_MESSAGE_BYTES', 4096, int(1), 'Largest message body, in UTF-8 bytes.'),
+  maxBackpressureBytes: setting(
+    'MAX_BACKPRESSURE_BYTES',
+    1024 * 1024,
+    int(1024),
+    'Bytes queued for a client that does not read; past this it is closed with 4413 (its messages stay buffered).',
+  ),
+  rateLimitPerSec: setting(
+    'RATE_LIMIT_PER_SEC',
+    20,
+    int(1),
+    'Frames per second a session may send (token bucket refill).',
+  ),
+  rateLimitBurst: setting('RATE_LIMIT_BURST', 40, int(1), 'Token bucket size: frames a session may send at once.'),
+  floodCloseAfter: setting(
+    'FLOOD_CLOSE_AFTER',
+    40,
+    int(1),
+    'Frames refused in a row for rate before the socket is closed with 4429.',
+  ),
+  maxErrorsPerMinute: setting(
+    'MAX_ERRORS_PER_MINUTE',
+    30,
+    int(1),
+    'Protocol errors a socket may cause per minute before it is closed with 4422.',
+  ),
+  maxConnections: setting(
+    'MAX_CONNECTIONS',
+    100_000,
+    int(1),
+    'Open WebSockets in this process; more are refused with HTTP 503.',
+  ),
+  maxConnectionsPerAddress: setting(
+    'MAX_CONNECTIONS_PER_ADDRESS',
+    20,
+    int(0),
+    'Open WebSockets per client address; more are refused with HTTP 429. 0 disables the cap.',
+  ),
+  maxSessions: setting(
+    'MAX_SESSIONS',
+    200_000,
+    int(1),
+    'Live plus resumable sessions; a hello past this is closed with 4503.',
+  ),
+  trustProxy: setting(
+    'TRUST_PROXY',
+    false,
+    bool,
+    'Read the client address from CLIENT_ADDRESS_HEADER (set by your proxy) instead of the socket.',
+  ),
+  clientAddressHeader: setting(
+    'CLIENT_ADDRESS_HEADER',
+    'x-forwarded-for',
+    (raw) => str(raw).toLowerCase(),
+    'Header holding the client address when TRUST_PROXY is on; the last entry is used.',
+  ),
+  allowedOrigins: setting(
+    'ALLOWED_ORIGINS',
+    [] as readonly string[],
+    list,
+    'Comma-separated Origins allowed to open sockets and create invites; empty allows any. Requests without Origin (non-browser clients) are allowed.',
+  ),
+  maxQueueLength: setting(
+    'MAX_QUEUE_LENGTH',
+    10_000,
+    int(2),
+    'Sessions waiting for a random partner; more get `queue_full`.',
+  ),
+  matchInterestWaitMs: setting(
+    'MATCH_INTEREST_WAIT_MS',
+    5000,
+    int(0),
+    'How long a `find` with interests waits for a shared-interest partner before taking anyone.',
+  ),
+  rematchCooldownMs: setting(
+    'REMATCH_COOLDOWN_MS',
+    30_000,
+    int(0),
+    'Two people who just chatted are not paired again at random for this long.',
+  ),
+  reportThreshold: setting(
+    'REPORT_THRESHOLD',
+    3,
+    int(1),
+    'Distinct reporters within REPORT_WINDOW_MS that put a session (and its address) on cool-down.',
+  ),
+  reportWindowMs: setting('REPORT_WINDOW_MS', 60 * MINUTE, int(1000), 'How long a report counts.'),
+  reportCooldownMs: setting('REPORT_COOLDOWN_MS', 15 * MINUTE, int(0), 'How long a reported session cannot `find`.'),
+  inviteTtlMs: setting('INVITE_TTL_MS', 10 * MINUTE, int(1000), 'How long an invite code can be joined.'),
+  maxInvites: setting('MAX_INVITES', 100_000, int(1), 'Open invite codes in this process; more get HTTP 503.'),
+  invitesPerMinute: setting(
+    'INVITES_PER_MINUTE',
+    10,
+    int(1),
+    'Invites one client address may create per minute (HTTP 429 past it).',
+  ),
+  bufferSessionMaxMessages: setting(
+    'BUFFER_SESSION_MAX_MESSAGES',
+    500,
+    int(1),
+    'Unacknowledged messages kept for one recipient; past it the oldest is dropped and reported as a gap.',
+  ),
+  bufferSessionMaxBytes: setting(
+    'BUFFER_SESSION_MAX_BYTES',
+    4 * 1024 * 1024,
+    int(1024),
+    'Unacknowledged bytes kept for one recipient; past it the oldest is dropped and reported as a gap.',
+  ),
+  bufferMaxMessages: setting('BUFFER_MAX_MESSAGES', 2_000_000, int(1), 'Buffered messages in the whole process.'),
+  bufferMaxBytes: setting(
+    'BUFFER_MAX_BYTES',
+    512 * 1024 * 1024,
+    int(1024),
+    'Buffered bytes in the whole process; past it the globally oldest message is dropped (a gap for its recipient).',
+  ),
+  dedupeWindow: setting(
+    'DEDUPE_WINDOW',
+    1024,
+    int(1),
+    'Recent client message ids remembered per chat direction, so retries are acknowledged, not relayed twice.',
+  ),
+  drainGraceMs: setting(
+    'DRAIN_GRACE_MS',
+    5000,
+    int(0),
+    'On SIGTERM/SIGINT: time between `draining` and closing sockets with 1001.',
+  ),
+  shutdownTimeoutMs: setting(
+    'SHUTDOWN_TIMEOUT_MS',
+    15_000,
+    int(100),
+    'Watchdog: the process exits 1 if shutdown takes longer than this.',
+  ),
+} as const;
+
+type Settings = typeof settings;
+export type Config = { readonly [K in keyof Settings]: Settings[K]['def'] };
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads every setting from `env`, checks them together, returns a frozen Config or throws ConfigError. */
+export function loadConfig(env: Record<string, string | undefined>, overrides: Partial<Config> = {}): Config {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(settings) as [keyof Config, Setting<unknown>][]) {
+    const raw = env[s.env];
+    if (key in overrides) {
+      out[key] = overrides[key];
+    } else if (raw === undefined || raw === '') {
+      out[key] = s.def;
+    } else {
+      try {
+        out[key] = s.parse(raw);
+      } catch (err) {
+        if (!(err instanceof ConfigValueError)) throw err;
+        problems.push(`${s.env}: ${err.message}`);
+      }
+    }
+  }
+  if (problems.length === 0) problems.push(...crossChecks(out as Config));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(out as Config);
+}
+
+function crossChecks(c: Config): string[] {
+  const problems: string[] = [];
+  if (c.idleTimeoutS !== 0 && c.idleTimeoutS < 8) problems.push('IDLE_TIMEOUT_S: must be 0 or at least 8');
+  // A msg frame carries the body plus its JSON envelope; leave room for it.
+  if (c.maxPayloadBytes < c.maxMessageBytes + 256)
+    problems.push('MAX_PAYLOAD_BYTES: must be at least MAX_MESSAGE_BYTES + 256');
+  if (c.rateLimitBurst < 1) problems.push('RATE_LIMIT_BURST: must be at least 1');
+  if (c.bufferSessionMaxMessages > c.bufferMaxMessages)
+    problems.push('BUFFER_SESSION_MAX_MESSAGES: must not exceed BUFFER_MAX_MESSAGES');
+  if (c.bufferSessionMaxBytes > c.bufferMaxBytes)
+    problems.push('BUFFER_SESSION_MAX_BYTES: must not exceed BUFFER_MAX_BYTES');
+  if (c.bufferSessionMaxBytes < c.maxMessageBytes + 256)
+    problems.push('BUFFER_SESSION_MAX_BYTES: must hold at least one message of MAX_MESSAGE_BYTES');
+  return problems;
+}

@@ -1,0 +1,97 @@
+/**
+ * Invite codes for pairing two friends. A code is 10 Crockford base32
+ * characters (50 random bits), single-use, and expires after `ttlMs`. The
+ * first holder to `join` waits on it; the second is paired with the first.
+ * Expired and used codes are remembered for another `ttlMs`, so late holders
+ * get a precise error instead of "unknown".
+ */
+import { randomInt } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { Clock } from './clock.js';
+import type { ErrorCode } from './errors.js';
+
+const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const CODE_LENGTH = 10;
+
+interface Invite {
+  expiresAt: number;
+  holder: string | null;
+  used: boolean;
+}
+
+export type JoinOutcome =
+  | { kind: 'wait' }
+  | { kind: 'pair'; partner: string }
+  | { kind: 'error'; code: Extract<ErrorCode, 'invite_unknown' | 'invite_expired' | 'invite_used'> };
+
+export interface InviteBookOptions {
+  clock: Clock;
+  ttlMs: number;
+  maxInvites: number;
+}
+
+export class InviteBook {
+  readonly #invites: LRUCache<string, Invite>;
+
+  constructor(private readonly opts: InviteBookOptions) {
+    this.#invites = new LRUCache<string, Invite>({
+      // Room for the tombstones of expired codes as well as the live ones.
+      max: opts.maxInvites * 2,
+      ttl: opts.ttlMs * 2,
+      perf: { now: () => opts.clock.now() },
+    });
+  }
+
+  /** A fresh code, or null when the book is full. */
+  create(): { code: string; expiresAt: number } | null {
+    if (this.#liveCount() >= this.opts.maxInvites) return null;
+    let code: string;
+    do code = randomCode();
+    while (this.#invites.has(code));
+    const expiresAt = this.opts.clock.now() + this.opts.ttlMs;
+    this.#invites.set(code, { expiresAt, holder: null, used: false });
+    return { code, expiresAt };
+  }
+
+  join(rawCode: string, sessionId: string): JoinOutcome {
+    const invite = this.#invites.get(normalizeCode(rawCode));
+    if (!invite) return { kind: 'error', code: 'invite_unknown' };
+    if (invite.used) return { kind: 'error', code: 'invite_used' };
+    if (invite.expiresAt <= this.opts.clock.now()) return { kind: 'error', code: 'invite_expired' };
+    if (invite.holder === null || invite.holder === sessionId) {
+      invite.holder = sessionId;
+      return { kind: 'wait' };
+    }
+    invite.used = true;
+    const partner = invite.holder;
+    invite.holder = null;
+    return { kind: 'pair', partner };
+  }
+
+  /** The waiting holder cancelled or went away: the code stays open for them or a friend. */
+  release(rawCode: string, sessionId: string): void {
+    const invite = this.#invites.get(normalizeCode(rawCode));
+    if (invite?.holder === sessionId) invite.holder = null;
+  }
+
+  get size(): number {
+    return this.#liveCount();
+  }
+
+  #liveCount(): number {
+    if (this.#invites.size < this.opts.maxInvites) return this.#invites.size;
+    const now = this.opts.clock.now();
+    let live = 0;
+    for (const invite of this.#invites.values()) if (!invite.used && invite.expiresAt > now) live++;
+    return live;
+  }
+}
+
+/** Codes are shown in groups and may be typed in lower case: ignore case, spaces and dashes. */
+export const normalizeCode = (raw: string): string => raw.toUpperCase().replace(/[\s-]/g, '');
+
+function randomCode(): string {
+  let code = '';
+  for (let i = 0; i < CODE_LENGTH; i++) code += ALPHABET[randomInt(ALPHABET.length)];
+  return code;
+}

@@ -1,0 +1,66 @@
+/**
+ * Rate and count limits: a token bucket per session and counters per client
+ * address. Addresses are only ever held as keyed digests (see address.ts).
+ */
+import type { Clock } from './clock.js';
+
+export class TokenBucket {
+  #tokens: number;
+  #last: number;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.#tokens = burst;
+    this.#last = clock.now();
+  }
+
+  /** Takes one token if there is one. */
+  take(): boolean {
+    this.#refill();
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  /** Milliseconds until one token is available. */
+  msUntilToken(): number {
+    this.#refill();
+    return this.#tokens >= 1 ? 0 : Math.ceil(((1 - this.#tokens) * 1000) / this.perSecond);
+  }
+
+  #refill(): void {
+    const now = this.clock.now();
+    const elapsed = now - this.#last;
+    if (elapsed > 0) {
+      this.#tokens = Math.min(this.burst, this.#tokens + (elapsed * this.perSecond) / 1000);
+      this.#last = now;
+    }
+  }
+}
+
+/** Counts open things per key (e.g. sockets per address) against a cap; 0 means no cap. */
+export class KeyedCounter {
+  readonly #counts = new Map<string, number>();
+
+  constructor(private readonly cap: number) {}
+
+  tryAcquire(key: string): boolean {
+    const n = this.#counts.get(key) ?? 0;
+    if (this.cap > 0 && n >= this.cap) return false;
+    this.#counts.set(key, n + 1);
+    return true;
+  }
+
+  release(key: string): void {
+    const n = (this.#counts.get(key) ?? 0) - 1;
+    if (n > 0) this.#counts.set(key, n);
+    else this.#counts.delete(key);
+  }
+
+  get(key: string): number {
+    return this.#counts.get(key) ?? 0;
+  }
+}

@@ -1,0 +1,445 @@
+/**
+ * The chat logic: sessions, pairing, relaying, resuming. It speaks protocol
+ * frames to Connections and knows nothing of sockets or HTTP, so it is the
+ * same code whatever transport or test drives it.
+ */
+import type { AddressKey } from './address.js';
+import { Chat } from './chat.js';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import { closeCode, type ErrorCode, ErrorCodes, isViolation } from './errors.js';
+import { newChatId, newIdentity, tokenMatches } from './identity.js';
+import { InviteBook } from './invites.js';
+import type { RelayMetrics, RelayStats } from './metrics.js';
+import { type Waiter, WaitingRoom } from './pairing.js';
+import {
+  type ClientFrame,
+  type DecodeResult,
+  decodeClientFrame,
+  type EndReason,
+  type ErrorFrame,
+  encode,
+  type HelloFrame,
+  type IncomingMsgFrame,
+  type Limits,
+  MAX_INTEREST_LENGTH,
+  MAX_INTERESTS,
+  type MsgFrame,
+  type ServerFrame,
+} from './protocol.js';
+import { RelayBuffer } from './relay-buffer.js';
+import { ReportTracker } from './reports.js';
+import { type Connection, Session } from './session.js';
+
+export interface RelayDeps {
+  config: Config;
+  clock: Clock;
+  metrics: RelayMetrics;
+}
+
+type Handlers = { [T in ClientFrame['type']]: (s: Session, f: Extract<ClientFrame, { type: T }>) => void };
+
+export class Relay {
+  readonly sessions = new Map<string, Session>();
+  readonly invites: InviteBook;
+  readonly buffer: RelayBuffer;
+  readonly #room: WaitingRoom;
+  readonly #reports: ReportTracker;
+  readonly #config: Config;
+  readonly #clock: Clock;
+  readonly #metrics: RelayMetrics;
+  readonly #limits: Limits;
+  #activeChats = 0;
+  #connections = 0;
+
+  constructor({ config, clock, metrics }: RelayDeps) {
+    this.#config = config;
+    this.#clock = clock;
+    this.#metrics = metrics;
+    this.#limits = {
+      maxPayloadBytes: config.maxPayloadBytes,
+      maxMessageBytes: config.maxMessageBytes,
+      rateLimitPerSec: config.rateLimitPerSec,
+      rateLimitBurst: config.rateLimitBurst,
+      maxInterests: MAX_INTERESTS,
+      maxInterestLength: MAX_INTEREST_LENGTH,
+      bufferMessages: config.bufferSessionMaxMessages,
+    };
+    this.buffer = new RelayBuffer({
+      clock,
+      ttlMs: config.resumeWindowMs,
+      maxMessages: config.bufferMaxMessages,
+      maxBytes: config.bufferMaxBytes,
+      laneMaxMessages: config.bufferSessionMaxMessages,
+      laneMaxBytes: config.bufferSessionMaxBytes,
+      dedupeWindow: config.dedupeWindow,
+      onDrop: (reason) => metrics.bufferDrops.inc({ reason }),
+    });
+    this.invites = new InviteBook({ clock, ttlMs: config.inviteTtlMs, maxInvites: config.maxInvites });
+    this.#reports = new ReportTracker({
+      clock,
+      threshold: config.reportThreshold,
+      windowMs: config.reportWindowMs,
+      cooldownMs: config.reportCooldownMs,
+    });
+    this.#room = new WaitingRoom({
+      clock,
+      interestWaitMs: config.matchInterestWaitMs,
+      maxLength: config.maxQueueLength,
+      compatible: (a, b) => this.#compatible(a, b),
+      onMatch: (first, second, shared) => this.#matchFromRoom(first, second, shared),
+    });
+  }
+
+  stats(): RelayStats {
+    return {
+      connections: this.#connections,
+      sessions: this.sessions.size,
+      queueLength: this.#room.length,
+      activeChats: this.#activeChats,
+      bufferMessages: this.buffer.messages,
+      bufferBytes: this.buffer.bytes,
+      openInvites: this.invites.size,
+    };
+  }
+
+  connectionOpened(): void {
+    this.#connections++;
+  }
+
+  connectionClosed(): void {
+    this.#connections--;
+  }
+
+  // ---- session lifecycle ---------------------------------------------------
+
+  /**
+   * Answers a hello: resumes the named session if the token proves it and the
+   * window is open, else creates a fresh identity. Returns null if the socket
+   * was closed instead (server full).
+   */
+  hello(conn: Connection, frame: HelloFrame, address: AddressKey): Session | null {
+    const resume = frame.resume;
+    const existing = resume ? this.sessions.get(resume.id) : undefined;
+    if (resume && existing && tokenMatches(existing.tokenDigest, resume.token)) {
+      this.#resume(existing, conn, address, resume.lastSeq, resume.token);
+      return existing;
+    }
+    if (this.sessions.size >= this.#config.maxSessions) {
+      this.#close(conn, 'server_full');
+      return null;
+    }
+    const identity = newIdentity();
+    const session = new Session(identity.id, identity.tokenDigest, address, this.#clock, this.#config);
+    this.sessions.set(session.id, session);
+    session.conn = conn;
+    this.#metrics.hellos.inc({ outcome: resume ? 'resume_rejected' : 'new' });
+    this.#send(session, {
+      type: 'welcome',
+      id: session.id,
+      token: identity.token,
+      resumed: false,
+      resumeWindowMs: this.#config.resumeWindowMs,
+      limits: this.#limits,
+      state: 'idle',
+      chat: null,
+    });
+    return session;
+  }
+
+  #resume(session: Session, conn: Connection, address: AddressKey, lastSeq: number, token: string): void {
+    session.expiry?.cancel();
+    session.expiry = null;
+    const old = session.conn;
+    session.conn = conn;
+    session.address = address;
+    // Detached first, so the old socket's close does not mark the session away.
+    if (old) this.#close(old, 'session_replaced');
+    this.#metrics.hellos.inc({ outcome: 'resumed' });
+    const chat = session.chat;
+    this.#send(session, {
+      type: 'welcome',
+      id: session.id,
+      token,
+      resumed: true,
+      resumeWindowMs: this.#config.resumeWindowMs,
+      limits: this.#limits,
+      state: session.state,
+      chat: chat ? chat.stateFor(session) : null,
+    });
+    if (session.pendingEnd) {
+      this.#send(session, { type: 'ended', reason: session.pendingEnd });
+      session.pendingEnd = null;
+    }
+    if (!chat) return;
+    const now = this.#clock.now();
+    this.buffer.replay(
+      chat.sideOf(session).inbox,
+      lastSeq,
+      (frame, ts) => {
+        conn.send(frame);
+        this.#metrics.relayLatency.observe((now - ts) / 1000);
+      },
+      (from, to) => this.#send(session, { type: 'gap', from, to }),
+    );
+    if (!old) this.#send(chat.otherSide(session).session, { type: 'partner', state: 'back' });
+  }
+
+  /** A socket closed. If it was the session's current one, the resume window starts. */
+  disconnected(session: Session, conn: Connection): void {
+    if (session.conn !== conn) return;
+    session.conn = null;
+    this.#leaveWaiting(session);
+    if (session.chat) this.#send(session.chat.otherSide(session).session, { type: 'partner', state: 'away' });
+    session.expiry = this.#clock.schedule(this.#config.resumeWindowMs, () => this.#expire(session));
+  }
+
+  #expire(session: Session): void {
+    session.expiry = null;
+    if (session.conn) return;
+    if (session.chat) this.#endChat(session.chat, session, { self: 'partner_gone', partner: 'partner_gone' });
+    this.sessions.delete(session.id);
+  }
+
+  // ---- frames ----------------------------------------------------------------
+
+  /** One text frame (or null for a binary one) from a session's socket. */
+  receive(session: Session, text: string | null): void {
+    if (!this.#admit(session)) return;
+    if (text === null) return this.#error(session, 'bad_frame');
+    const result: DecodeResult = decodeClientFrame(text, this.#config);
+    if (!result.ok) return this.#error(session, result.code, result.id, result.message);
+    const handler = this.#handlers[result.frame.type] as (s: Session, f: ClientFrame) => void;
+    handler(session, result.frame);
+  }
+
+  /** Rate limit per session; a flood past the limit closes the socket. */
+  #admit(session: Session): boolean {
+    if (session.rate.take()) {
+      session.floodStreak = 0;
+      return true;
+    }
+    if (++session.floodStreak >= this.#config.floodCloseAfter) {
+      if (session.conn) this.#close(session.conn, 'flood');
+      return false;
+    }
+    this.#error(session, 'rate_limited', undefined, undefined, session.rate.msUntilToken());
+    return false;
+  }
+
+  readonly #handlers: Handlers = {
+    hello: (s) => this.#error(s, 'already_hello'),
+    ping: (s, f) => this.#send(s, f.t === undefined ? { type: 'pong' } : { type: 'pong', t: f.t }),
+    find: (s, f) => this.#find(s, f.interests ?? []),
+    cancel: (s) => this.#cancel(s),
+    join: (s, f) => this.#join(s, f.code),
+    msg: (s, f) => this.#msg(s, f),
+    ack: (s, f) => this.#ack(s, f.seq),
+    read: (s, f) => this.#read(s, f.seq),
+    typing: (s, f) => {
+      const chat = this.#chatOf(s);
+      if (chat) this.#send(chat.otherSide(s).session, { type: 'typing', on: f.on });
+    },
+    leave: (s) => {
+      const chat = this.#chatOf(s);
+      if (chat) this.#endChat(chat, s, { self: 'you_left', partner: 'partner_left' });
+    },
+    report: (s) => this.#report(s),
+  };
+
+  // ---- pairing ---------------------------------------------------------------
+
+  #find(session: Session, interests: string[]): void {
+    if (session.state === 'chatting') return this.#error(session, 'already_in_chat');
+    if (session.state === 'queued') return this.#error(session, 'already_queued');
+    const cooldown = this.#reports.cooldownLeft([session.id, session.address]);
+    if (cooldown > 0) return this.#error(session, 'cooldown', undefined, undefined, cooldown);
+    const outcome = this.#room.enqueue(session.id, interests);
+    if (outcome === 'queued') {
+      session.state = 'queued';
+      this.#send(session, { type: 'queued' });
+    } else if (outcome === 'full') {
+      this.#error(session, 'queue_full', undefined, undefined, 1000);
+    }
+  }
+
+  #cancel(session: Session): void {
+    if (session.state !== 'queued') return this.#error(session, 'not_queued');
+    this.#leaveWaiting(session);
+    this.#send(session, { type: 'cancelled' });
+  }
+
+  #join(session: Session, code: string): void {
+    if (session.state === 'chatting') return this.#error(session, 'already_in_chat');
+    if (session.state === 'queued' && session.inviteCode === null) return this.#error(session, 'already_queued');
+    const outcome = this.invites.join(code, session.id);
+    if (outcome.kind === 'error') return this.#error(session, outcome.code);
+    if (outcome.kind === 'wait') {
+      session.state = 'queued';
+      session.inviteCode = code;
+      return this.#send(session, { type: 'queued', invite: code });
+    }
+    const holder = this.sessions.get(outcome.partner);
+    // The holder is released from the code when it leaves or drops, so this only guards the impossible.
+    if (!holder || holder.inviteCode === null) return this.#error(session, 'partner_unavailable');
+    holder.inviteCode = null;
+    this.#startChat(holder, session, [], 'invite');
+  }
+
+  /** Leaves the random queue or an invite wait, if in one. */
+  #leaveWaiting(session: Session): void {
+    if (session.state !== 'queued') return;
+    if (session.inviteCode !== null) this.invites.release(session.inviteCode, session.id);
+    else this.#room.remove(session.id);
+    session.inviteCode = null;
+    session.state = 'idle';
+  }
+
+  #compatible(a: string, b: string): boolean {
+    const sa = this.sessions.get(a);
+    const sb = this.sessions.get(b);
+    if (!sa || !sb) return false;
+    const now = this.#clock.now();
+    return !sa.blocked.has(b) && !sb.blocked.has(a) && !sa.recentlyWith(b, now) && !sb.recentlyWith(a, now);
+  }
+
+  #matchFromRoom(first: Waiter, second: Waiter, shared: string[]): void {
+    const a = this.sessions.get(first.id);
+    const b = this.sessions.get(second.id);
+    if (!a || !b) return;
+    // The newcomer learns it was queued, even if only for an instant, so every find sees the same sequence.
+    for (const s of [a, b]) if (s.state !== 'queued') this.#send(s, { type: 'queued' });
+    this.#startChat(a, b, shared, 'random');
+  }
+
+  #startChat(a: Session, b: Session, interests: string[], via: 'random' | 'invite'): void {
+    const chat = new Chat(
+      newChatId(),
+      { session: a, inbox: this.buffer.newLane() },
+      { session: b, inbox: this.buffer.newLane() },
+      interests,
+      via,
+    );
+    for (const s of [a, b]) {
+      s.state = 'chatting';
+      s.chat = chat;
+      s.pendingEnd = null;
+    }
+    this.#activeChats++;
+    this.#metrics.matches.inc({ via });
+    this.#send(a, { type: 'matched', chat: chat.id, interests, initiator: true });
+    this.#send(b, { type: 'matched', chat: chat.id, interests, initiator: false });
+  }
+
+  #endChat(chat: Chat, by: Session, reasons: { self: EndReason; partner: EndReason }): void {
+    const now = this.#clock.now();
+    const until = now + this.#config.rematchCooldownMs;
+    for (const side of chat.sides) {
+      const s = side.session;
+      this.buffer.release(side.inbox);
+      s.chat = null;
+      s.state = 'idle';
+      s.rememberPartner(chat.otherSide(s).session.id, until, now);
+      const reason = s === by ? reasons.self : reasons.partner;
+      if (s.conn) this.#send(s, { type: 'ended', reason });
+      else if (s !== by) s.pendingEnd = reason;
+    }
+    this.#activeChats--;
+  }
+
+  #report(session: Session): void {
+    const chat = this.#chatOf(session);
+    if (!chat) return;
+    const partner = chat.otherSide(session).session;
+    session.blocked.add(partner.id);
+    partner.blocked.add(session.id);
+    this.#reports.report([partner.id, partner.address], session.address);
+    this.#endChat(chat, session, { self: 'you_reported', partner: 'partner_left' });
+  }
+
+  // ---- messages --------------------------------------------------------------
+
+  #msg(session: Session, f: MsgFrame): void {
+    const chat = session.chat;
+    if (!chat) return this.#error(session, 'not_in_chat', f.id);
+    const recipient = chat.otherSide(session);
+    const { seq, duplicate } = this.buffer.assignSeq(recipient.inbox, f.id);
+    if (!duplicate) {
+      const ts = this.#clock.now();
+      const out: IncomingMsgFrame =
+        f.kind === undefined
+          ? { type: 'msg', seq, id: f.id, body: f.body, ts }
+          : { type: 'msg', seq, id: f.id, body: f.body, kind: f.kind, ts };
+      const frame = encode(out);
+      this.buffer.append(recipient.inbox, seq, frame, ts);
+      this.#metrics.messagesRelayed.inc();
+      const conn = recipient.session.conn;
+      if (conn) {
+        conn.send(frame);
+        this.#metrics.relayLatency.observe((this.#clock.now() - ts) / 1000);
+      }
+    }
+    this.#send(session, { type: 'sent', id: f.id, seq });
+  }
+
+  #ack(session: Session, seq: number): void {
+    const chat = this.#chatOf(session);
+    if (!chat) return;
+    const inbox = chat.sideOf(session).inbox;
+    if (seq > inbox.lastSeq) return this.#error(session, 'bad_field', undefined, 'ack seq is beyond the last message.');
+    if (this.buffer.ack(inbox, seq)) this.#send(chat.otherSide(session).session, { type: 'delivered', seq });
+  }
+
+  #read(session: Session, seq: number): void {
+    const chat = this.#chatOf(session);
+    if (!chat) return;
+    const inbox = chat.sideOf(session).inbox;
+    if (seq > inbox.lastSeq)
+      return this.#error(session, 'bad_field', undefined, 'read seq is beyond the last message.');
+    if (seq <= inbox.readSeq) return;
+    inbox.readSeq = seq;
+    this.#send(chat.otherSide(session).session, { type: 'read', seq });
+  }
+
+  #chatOf(session: Session): Chat | null {
+    if (!session.chat) this.#error(session, 'not_in_chat');
+    return session.chat;
+  }
+
+  // ---- output ------------------------------------------------------------------
+
+  #send(session: Session, frame: ServerFrame): void {
+    session.conn?.send(encode(frame));
+  }
+
+  #error(session: Session, code: ErrorCode, id?: string, message?: string, retryAfterMs?: number): void {
+    this.#metrics.errors.inc({ code });
+    const frame: ErrorFrame = { type: 'error', code, message: message ?? ErrorCodes[code] };
+    if (id !== undefined) frame.id = id;
+    if (retryAfterMs !== undefined) frame.retryAfterMs = retryAfterMs;
+    this.#send(session, frame);
+    if (isViolation(code) && !session.violations.take() && session.conn) this.#close(session.conn, 'too_many_errors');
+  }
+
+  #close(conn: Connection, reason: Parameters<typeof closeCode>[0]): void {
+    const code = closeCode(reason);
+    this.#metrics.closes.inc({ code: String(code) });
+    conn.close(code, reason);
+  }
+
+  /** Tells every connected client the server is going away. */
+  announceDraining(): void {
+    const frame = encode({ type: 'draining' });
+    for (const s of this.sessions.values()) s.conn?.send(frame);
+  }
+
+  /** Closes every socket (shutdown). */
+  closeAll(): void {
+    for (const s of [...this.sessions.values()]) if (s.conn) this.#close(s.conn, 'going_away');
+  }
+
+  /** Expired entries are dropped lazily; call this now and then so memory figures stay true. */
+  sweep(): void {
+    this.buffer.purgeStale();
+  }
+}

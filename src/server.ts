@@ -1,0 +1,81 @@
+/**
+ * Builds the uWebSockets.js app from the two edges (HTTP routes, /ws) around
+ * one Relay, and owns listening, draining and closing.
+ */
+import { App, type us_listen_socket, us_listen_socket_close, us_socket_local_port } from 'uWebSockets.js';
+import { type Clock, systemClock } from './clock.js';
+import type { Config } from './config.js';
+import { registerHttpRoutes } from './http-routes.js';
+import type { Logger } from './logger.js';
+import { RelayMetrics, type RelayStats } from './metrics.js';
+import { Relay } from './relay.js';
+import { wsBehavior } from './ws-handler.js';
+
+const SWEEP_INTERVAL_MS = 5000;
+
+export interface RelayServer {
+  readonly relay: Relay;
+  readonly metrics: RelayMetrics;
+  readonly port: number;
+  readonly draining: boolean;
+  /** Readiness goes 503, new sockets and invites are refused, clients are told `draining`. */
+  beginDrain(): void;
+  /** Closes every socket (1001) and the listener. Safe to call twice. */
+  close(): void;
+}
+
+export interface ServerDeps {
+  logger: Logger;
+  clock?: Clock;
+}
+
+export function startServer(config: Config, { logger, clock = systemClock }: ServerDeps): Promise<RelayServer> {
+  // Gauges read the relay when scraped, which is always after it exists.
+  const metrics: RelayMetrics = new RelayMetrics((): RelayStats => relay.stats());
+  const relay: Relay = new Relay({ config, clock, metrics });
+  let draining = false;
+  let closed = false;
+  const isDraining = () => draining;
+
+  const app = App();
+  app.ws('/ws', wsBehavior({ config, clock, relay, metrics, logger, isDraining }));
+  registerHttpRoutes(app, { config, clock, relay, metrics, logger, isDraining });
+
+  const sweeper = setInterval(() => relay.sweep(), SWEEP_INTERVAL_MS);
+  sweeper.unref();
+
+  return new Promise((resolve, reject) => {
+    app.listen(config.host, config.port, (listenSocket: us_listen_socket | false) => {
+      if (!listenSocket) {
+        clearInterval(sweeper);
+        reject(new Error(`cannot listen on ${config.host}:${config.port}`));
+        return;
+      }
+      const port = us_socket_local_port(listenSocket);
+      logger.info({ host: config.host, port }, 'listening');
+      resolve({
+        relay: relay,
+        metrics,
+        port,
+        get draining() {
+          return draining;
+        },
+        beginDrain() {
+          if (draining) return;
+          draining = true;
+          relay.announceDraining();
+        },
+        close() {
+          if (closed) return;
+          closed = true;
+          draining = true;
+          clearInterval(sweeper);
+          relay.closeAll();
+          us_listen_socket_close(listenSocket);
+          // Also ends sockets that never said hello.
+          app.close();
+        },
+      });
+    });
+  });
+}
