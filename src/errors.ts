@@ -21,7 +21,6 @@ export const ErrorCodes = {
   invite_unknown: 'No invite has this code.',
   invite_expired: 'This invite has expired.',
   invite_used: 'This invite has already paired two people.',
-  partner_unavailable: 'Your partner is not connected right now.',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

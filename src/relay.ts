@@ -51,6 +51,7 @@ export class Relay {
   readonly #limits: Limits;
   #activeChats = 0;
   #connections = 0;
+  #closed = false;
 
   constructor({ config, clock, metrics }: RelayDeps) {
     this.#config = config;
@@ -190,6 +191,7 @@ export class Relay {
     if (session.conn !== conn) return;
     session.conn = null;
     this.#leaveWaiting(session);
+    if (this.#closed) return;
     if (session.chat) this.#send(session.chat.otherSide(session).session, { type: 'partner', state: 'away' });
     session.expiry = this.#clock.schedule(this.#config.resumeWindowMs, () => this.#expire(session));
   }
@@ -280,8 +282,8 @@ export class Relay {
       return this.#send(session, { type: 'queued', invite: code });
     }
     const holder = this.sessions.get(outcome.partner);
-    // The holder is released from the code when it leaves or drops, so this only guards the impossible.
-    if (!holder || holder.inviteCode === null) return this.#error(session, 'partner_unavailable');
+    // A holder is released from its code when it cancels or drops, so it is always here; this guards the impossible.
+    if (!holder || holder.inviteCode === null) return this.#error(session, 'invite_unknown');
     holder.inviteCode = null;
     this.#startChat(holder, session, [], 'invite');
   }
@@ -433,9 +435,15 @@ export class Relay {
     for (const s of this.sessions.values()) s.conn?.send(frame);
   }
 
-  /** Closes every socket (shutdown). */
+  /** Closes every socket and forgets every session (shutdown): no timer outlives the server. */
   closeAll(): void {
-    for (const s of [...this.sessions.values()]) if (s.conn) this.#close(s.conn, 'going_away');
+    this.#closed = true;
+    for (const s of [...this.sessions.values()]) {
+      if (s.conn) this.#close(s.conn, 'going_away');
+      s.expiry?.cancel();
+      this.#room.remove(s.id);
+    }
+    this.sessions.clear();
   }
 
   /** Expired entries are dropped lazily; call this now and then so memory figures stay true. */
