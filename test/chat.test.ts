@@ -7,7 +7,6 @@ t.test('find pairs two strangers into one chat, one of them the initiator', asyn
   t.teardown(srv.close);
   const [a] = await TestClient.hello(srv.url);
   const [b] = await TestClient.hello(srv.url);
-  t.teardown(() => (a.close(), b.close()));
   a.send({ type: 'find' });
   t.same(await a.any(), { type: 'queued' });
   b.send({ type: 'find' });
@@ -23,7 +22,6 @@ t.test('messages are relayed with per-direction seqs, sent/delivered/read receip
   const srv = await startTestServer();
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  t.teardown(() => (a.close(), b.close()));
 
   a.send({ type: 'msg', id: 'a1', body: 'hello' });
   a.send({ type: 'msg', id: 'a2', body: 'ciphertext==', kind: 'e2e' });
@@ -52,7 +50,6 @@ t.test('a retried client id is acknowledged again, not relayed twice', async (t)
   const srv = await startTestServer();
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  t.teardown(() => (a.close(), b.close()));
   a.send({ type: 'msg', id: 'x', body: 'once' });
   a.send({ type: 'msg', id: 'x', body: 'once' });
   a.send({ type: 'msg', id: 'y', body: 'twice?' });
@@ -74,7 +71,6 @@ t.test('typing is forwarded and never buffered', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  t.teardown(() => (a.close(), b.close()));
   a.send({ type: 'typing', on: true });
   t.same(await b.next('typing'), { type: 'typing', on: true });
   a.send({ type: 'typing', on: false });
@@ -86,7 +82,6 @@ t.test('leave ends the chat for both and frees its buffers at once', async (t) =
   const srv = await startTestServer();
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  t.teardown(() => (a.close(), b.close()));
   a.send({ type: 'msg', id: '1', body: 'bye' });
   await b.next('msg');
   t.equal(srv.server.relay.buffer.messages, 1);
@@ -103,7 +98,6 @@ t.test('no instant rematch with someone you just left; a third person is paired 
   const srv = await startTestServer({ rematchCooldownMs: 60_000 });
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  t.teardown(() => (a.close(), b.close()));
   a.send({ type: 'leave' });
   await a.next('ended');
   await b.next('ended');
@@ -112,7 +106,6 @@ t.test('no instant rematch with someone you just left; a third person is paired 
   b.send({ type: 'find' });
   await b.next('queued');
   const [c] = await TestClient.hello(srv.url);
-  t.teardown(() => c.close());
   c.send({ type: 'find' });
   const mc = await c.next('matched');
   const ma = await a.next('matched');
@@ -126,7 +119,6 @@ t.test(
     const srv = await startTestServer({ rematchCooldownMs: 0, reportThreshold: 2 });
     t.teardown(srv.close);
     const { a: bad, b: r1 } = await pairedClients(srv.url);
-    t.teardown(() => (bad.close(), r1.close()));
     r1.send({ type: 'report' });
     t.same(await r1.next('ended'), { type: 'ended', reason: 'you_reported' });
     t.same(await bad.next('ended'), { type: 'ended', reason: 'partner_left' }, 'the reported is not told why');
@@ -139,7 +131,6 @@ t.test(
 
     // A second reporter from another address reaches the threshold.
     const [r2] = await TestClient.hello(srv.url, { localAddress: '127.0.0.2' });
-    t.teardown(() => r2.close());
     r1.send({ type: 'cancel' });
     await r1.next('cancelled');
     r2.send({ type: 'find' });
@@ -158,13 +149,11 @@ t.test('find and join refuse a second chat; cancel leaves the queue', async (t) 
   const srv = await startTestServer();
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  t.teardown(() => (a.close(), b.close()));
   a.send({ type: 'find' });
   t.match(await a.next('error'), { code: 'already_in_chat' });
   a.send({ type: 'join', code: 'ABCDEFGHJK' });
   t.match(await a.next('error'), { code: 'already_in_chat' });
   const [c] = await TestClient.hello(srv.url);
-  t.teardown(() => c.close());
   c.send({ type: 'cancel' });
   t.match(await c.next('error'), { code: 'not_queued' });
   c.send({ type: 'find' });
@@ -182,7 +171,6 @@ t.test('shared interests are preferred, then anyone after the wait', async (t) =
   const [a] = await TestClient.hello(srv.url);
   const [b] = await TestClient.hello(srv.url);
   const [c] = await TestClient.hello(srv.url);
-  t.teardown(() => (a.close(), b.close(), c.close()));
   a.send({ type: 'find', interests: ['Music', 'chess'] });
   await a.next('queued');
   b.send({ type: 'find' });
@@ -192,7 +180,6 @@ t.test('shared interests are preferred, then anyone after the wait', async (t) =
   t.same(mc.interests, ['chess'], 'matched on the shared interest, case-insensitively');
   t.equal((await a.next('matched')).chat, mc.chat);
   const [d] = await TestClient.hello(srv.url);
-  t.teardown(() => d.close());
   d.send({ type: 'find', interests: ['knitting'] });
   await d.next('queued');
   const started = Date.now();

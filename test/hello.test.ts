@@ -9,7 +9,6 @@ t.test('hello gets an anonymous identity with a separate secret token', async (t
   t.teardown(srv.close);
   const [c1, w1] = await TestClient.hello(srv.url);
   const [c2, w2] = await TestClient.hello(srv.url);
-  t.teardown(() => (c1.close(), c2.close()));
   t.match(w1.id, UUID_V4, 'id is a UUID v4');
   t.match(w1.token, /^[A-Za-z0-9_-]{43}$/, 'token is 256 bits of base64url');
   t.not(w1.token, w1.id, 'token differs from id');
@@ -51,7 +50,6 @@ t.test('no hello within HELLO_TIMEOUT_MS closes with 4408; a hello in time is ke
   t.teardown(srv.close);
   const silent = await TestClient.open(srv.url);
   const polite = await TestClient.open(srv.url);
-  t.teardown(() => polite.close());
   polite.send({ type: 'hello', v: 1 });
   await polite.next('welcome');
   t.same(await silent.closeEvent(2000), { code: 4408, reason: 'hello_timeout' });
@@ -63,7 +61,6 @@ t.test('a second hello is a recoverable error', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
   const [c] = await TestClient.hello(srv.url);
-  t.teardown(() => c.close());
   c.send({ type: 'hello', v: 1 });
   t.match(await c.next('error'), { code: 'already_hello' });
   c.send({ type: 'ping' });
