@@ -13,8 +13,9 @@ import type { Clock, TimerHandle } from './clock.js';
 export interface Waiter {
   readonly id: string;
   readonly interests: readonly string[];
-  readonly since: number;
   readonly flexibleAt: number;
+  /** Arrival order: breaks ties between waiters who arrived in the same millisecond. */
+  readonly order: number;
 }
 
 export interface WaitingRoomOptions {
@@ -32,6 +33,7 @@ export class WaitingRoom {
   readonly #all = new Map<string, Waiter>();
   readonly #byTag = new Map<string, Map<string, Waiter>>();
   readonly #timers = new Map<string, TimerHandle>();
+  #arrivals = 0;
 
   constructor(private readonly opts: WaitingRoomOptions) {}
 
@@ -48,8 +50,8 @@ export class WaitingRoom {
     const waiter: Waiter = {
       id,
       interests,
-      since: now,
       flexibleAt: interests.length > 0 ? now + this.opts.interestWaitMs : now,
+      order: this.#arrivals++,
     };
     const partner =
       this.#bestByInterest(waiter) ?? (waiter.flexibleAt <= now ? this.#firstFlexible(waiter) : undefined);
@@ -98,7 +100,7 @@ export class WaitingRoom {
     if (!waiter) return;
     const partner = this.#firstFlexible(waiter);
     if (!partner) return;
-    const [first, second] = partner.since <= waiter.since ? [partner, waiter] : [waiter, partner];
+    const [first, second] = partner.order < waiter.order ? [partner, waiter] : [waiter, partner];
     this.remove(partner.id);
     this.remove(waiter.id);
     this.opts.onMatch(first, second, shared(first, second));
@@ -111,7 +113,7 @@ export class WaitingRoom {
       const bucket = this.#byTag.get(tag);
       if (!bucket) continue;
       for (const c of bucket.values()) {
-        if (best && c.since >= best.since) break;
+        if (best && c.order >= best.order) break;
         if (this.#ok(w, c)) {
           best = c;
           break;

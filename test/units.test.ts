@@ -1,0 +1,89 @@
+import { Buffer } from 'node:buffer';
+import t from 'tap';
+import { ConfigError, loadConfig, settings } from '../src/config.js';
+import { newIdentity, tokenMatches } from '../src/identity.js';
+import { TokenBucket } from '../src/limits.js';
+import { decodeClientFrame, utf8Length } from '../src/protocol.js';
+import { ReportTracker } from '../src/reports.js';
+import { ManualClock } from './fixtures/manual-clock.js';
+
+t.test('config: defaults, parsing, all problems at once, frozen', async (t) => {
+  const c = loadConfig({});
+  t.equal(c.port, 8080);
+  t.equal(c.host, '127.0.0.1');
+  t.equal(c.maxMessageBytes, 4096);
+  t.ok(c.bufferSessionMaxMessages >= 300);
+  t.ok(Object.isFrozen(c));
+  const parsed = loadConfig({ PORT: '9000', TRUST_PROXY: 'yes', ALLOWED_ORIGINS: 'https://a, https://b' });
+  t.same([parsed.port, parsed.trustProxy, parsed.allowedOrigins], [9000, true, ['https://a', 'https://b']]);
+  try {
+    loadConfig({ PORT: '70000', LOG_LEVEL: 'loud', IDLE_TIMEOUT_S: '1.5' });
+    t.fail('should throw');
+  } catch (err) {
+    t.ok(err instanceof ConfigError);
+    t.equal((err as ConfigError).problems.length, 3, 'every problem reported together');
+  }
+  t.throws(() => loadConfig({ IDLE_TIMEOUT_S: '4' }), /IDLE_TIMEOUT_S: must be 0 or at least 8/);
+  t.throws(() => loadConfig({ MAX_PAYLOAD_BYTES: '1024', MAX_MESSAGE_BYTES: '4096' }), /MAX_PAYLOAD_BYTES/);
+  for (const s of Object.values(settings)) t.ok(s.doc.length > 10, `${s.env} is documented`);
+});
+
+t.test('identity: token check is exact', async (t) => {
+  const id = newIdentity();
+  t.equal(tokenMatches(id.tokenDigest, id.token), true);
+  t.equal(tokenMatches(id.tokenDigest, `${id.token}x`), false);
+  t.equal(tokenMatches(id.tokenDigest, ''), false);
+});
+
+t.test('token bucket: burst, refill, wait hint', async (t) => {
+  const clock = new ManualClock();
+  const bucket = new TokenBucket(clock, 2, 3);
+  t.same([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [true, true, true, false]);
+  t.equal(bucket.msUntilToken(), 500);
+  clock.advance(500);
+  t.equal(bucket.take(), true);
+  clock.advance(60_000);
+  t.same([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [true, true, true, false], 'capped at burst');
+});
+
+t.test('reports: distinct reporters within the window start a cool-down', async (t) => {
+  const clock = new ManualClock();
+  const reports = new ReportTracker({ clock, threshold: 2, windowMs: 1000, cooldownMs: 5000 });
+  reports.report(['s1', 'addr1'], 'r1');
+  reports.report(['s1', 'addr1'], 'r1');
+  t.equal(reports.cooldownLeft(['s1']), 0, 'one reporter twice is one');
+  clock.advance(1500);
+  reports.report(['s1', 'addr1'], 'r2');
+  t.equal(reports.cooldownLeft(['s1']), 0, 'reports older than the window do not count');
+  reports.report(['s1', 'addr1'], 'r3');
+  t.equal(reports.cooldownLeft(['s1']), 5000);
+  t.equal(reports.cooldownLeft(['new-session', 'addr1']), 5000, 'the address is cooled down too');
+  clock.advance(5000);
+  t.equal(reports.cooldownLeft(['s1', 'addr1']), 0);
+});
+
+t.test('protocol: utf8Length agrees with Buffer.byteLength', async (t) => {
+  for (const s of ['', 'abc', 'é', '€', '😀', 'a😀b', '\ud800', 'x\udc00y', 'ü'.repeat(100)])
+    t.equal(utf8Length(s), Buffer.byteLength(s), JSON.stringify(s));
+});
+
+t.test('protocol: decoding normalizes and bounds fields', async (t) => {
+  const limits = { maxMessageBytes: 10 };
+  t.same(decodeClientFrame('{"type":"find","interests":[" Music ","music","Go"]}', limits), {
+    ok: true,
+    frame: { type: 'find', interests: ['music', 'go'] },
+  });
+  t.match(decodeClientFrame('{"type":"find","interests":["a\\u0007"]}', limits), { ok: false, code: 'bad_field' });
+  t.match(decodeClientFrame('{"type":"msg","id":"1","body":"12345678901"}', limits), {
+    ok: false,
+    code: 'message_too_long',
+    id: '1',
+  });
+  t.match(decodeClientFrame('{"type":"msg","id":"1","body":"x","kind":""}', limits), { ok: false, code: 'bad_field' });
+  t.same(decodeClientFrame('{"type":"hello","v":1,"resume":{"id":1}}', limits), {
+    ok: true,
+    frame: { type: 'hello', v: 1 },
+  });
+  t.match(decodeClientFrame('{"type":"constructor"}', limits), { ok: false, code: 'unknown_type' });
+  t.match(decodeClientFrame('{"type":"ping","t":{"deep":1}}', limits), { ok: false, code: 'bad_field' });
+});
