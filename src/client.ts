@@ -127,8 +127,8 @@ export class RelayClient {
   on<T extends ServerFrameType>(type: T, fn: Listener<T>): () => void;
   on(type: '*', fn: AnyListener): () => void;
   on(type: string, fn: AnyListener): () => void {
-    let set = this.#listeners.get(type);
-    if (!set) this.#listeners.set(type, (set = new Set()));
+    const set = this.#listeners.get(type) ?? new Set<AnyListener>();
+    this.#listeners.set(type, set);
     set.add(fn);
     return () => set.delete(fn);
   }

@@ -148,7 +148,7 @@ t.test(
 t.test('find and join refuse a second chat; cancel leaves the queue', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const { a, b } = await pairedClients(srv.url);
+  const { a } = await pairedClients(srv.url);
   a.send({ type: 'find' });
   t.match(await a.next('error'), { code: 'already_in_chat' });
   a.send({ type: 'join', code: 'ABCDEFGHJK' });

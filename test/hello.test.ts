@@ -7,8 +7,8 @@ const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f
 t.test('hello gets an anonymous identity with a separate secret token', async (t) => {
   const srv = await startTestServer({ resumeWindowMs: 30_000 });
   t.teardown(srv.close);
-  const [c1, w1] = await TestClient.hello(srv.url);
-  const [c2, w2] = await TestClient.hello(srv.url);
+  const [, w1] = await TestClient.hello(srv.url);
+  const [, w2] = await TestClient.hello(srv.url);
   t.match(w1.id, UUID_V4, 'id is a UUID v4');
   t.match(w1.token, /^[A-Za-z0-9_-]{43}$/, 'token is 256 bits of base64url');
   t.not(w1.token, w1.id, 'token differs from id');
