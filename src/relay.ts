@@ -7,7 +7,7 @@ import type { AddressKey } from './address.js';
 import { Chat } from './chat.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
-import { closeCode, type ErrorCode, ErrorCodes, isViolation } from './errors.js';
+import { type CloseReason, closeCode, type ErrorCode, ErrorCodes, isViolation } from './errors.js';
 import { newChatId, newIdentity, tokenMatches } from './identity.js';
 import { InviteBook } from './invites.js';
 import type { RelayMetrics, RelayStats } from './metrics.js';
@@ -102,6 +102,10 @@ export class Relay {
       bufferBytes: this.buffer.bytes,
       openInvites: this.invites.size,
     };
+  }
+
+  get connections(): number {
+    return this.#connections;
   }
 
   connectionOpened(): void {
@@ -423,10 +427,9 @@ export class Relay {
     if (isViolation(code) && !session.violations.take() && session.conn) this.#close(session.conn, 'too_many_errors');
   }
 
-  #close(conn: Connection, reason: Parameters<typeof closeCode>[0]): void {
-    const code = closeCode(reason);
-    this.#metrics.closes.inc({ code: String(code) });
-    conn.close(code, reason);
+  /** Counted in metrics by the connection itself, the one place every close goes through. */
+  #close(conn: Connection, reason: CloseReason): void {
+    conn.close(closeCode(reason), reason);
   }
 
   /** Tells every connected client the server is going away. */

@@ -105,7 +105,7 @@ export function wsBehavior(deps: WsHandlerDeps): WebSocketBehavior<SocketData> {
       const address = requestAddress(res, req, config);
       if (deps.isDraining()) return refuse(res, '503 Service Unavailable', 'draining');
       if (!originAllowed(origin, config)) return refuse(res, '403 Forbidden', 'origin_not_allowed');
-      if (relay.stats().connections >= config.maxConnections)
+      if (relay.connections >= config.maxConnections)
         return refuse(res, '503 Service Unavailable', 'too_many_connections');
       if (config.maxConnectionsPerAddress > 0 && perAddress.get(address) >= config.maxConnectionsPerAddress)
         return refuse(res, '429 Too Many Requests', 'too_many_connections_from_address');

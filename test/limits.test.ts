@@ -73,6 +73,8 @@ t.test('rate limit: refused frames get rate_limited with a retry hint; a flood c
   t.equal(c.ws.readyState, c.ws.OPEN, 'a short excess is not fatal');
   for (let i = 0; i < 10; i++) c.send({ type: 'ping' });
   t.same(await c.closeEvent(), { code: 4429, reason: 'flood' });
+  const metrics = await (await fetch(`${srv.http}/metrics`)).text();
+  t.match(metrics, /^relay_closes_total\{code="4429"\} 1$/m, 'counted once');
 });
 
 t.test('repeated protocol errors close with 4422', async (t) => {
