@@ -162,3 +162,15 @@ t.test('a client that stops reading is closed with 4413; its messages wait for i
   const metrics = await (await fetch(`${srv.http}/metrics`)).text();
   t.match(metrics, /relay_closes_total\{code="4413"\} 1/);
 });
+
+t.test('a socket that stops answering is closed by the idle timeout (the partner sees it away)', async (t) => {
+  const srv = await startTestServer({ idleTimeoutS: 8 });
+  t.teardown(srv.close);
+  const { a, b } = await pairedClients(srv.url);
+  // A paused socket neither reads the server's pings nor answers them, like a vanished phone.
+  b.ws.pause();
+  const started = Date.now();
+  t.same(await a.next('partner', 20_000), { type: 'partner', state: 'away' });
+  t.ok(Date.now() - started >= 7000, 'not before the idle timeout');
+  t.equal(srv.server.relay.connections, 1);
+});
