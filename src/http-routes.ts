@@ -5,24 +5,11 @@
 
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { LRUCache } from 'lru-cache';
-import type { Clock } from './clock.js';
-import type { Config } from './config.js';
-import { originAllowed, reply, replyJson, requestAddress } from './http-util.js';
+import { type EdgeDeps, originAllowed, reply, replyJson, requestAddress } from './http-util.js';
 import { TokenBucket } from './limits.js';
-import { errorSummary, type Logger } from './logger.js';
-import type { RelayMetrics } from './metrics.js';
-import type { Relay } from './relay.js';
+import { errorSummary } from './logger.js';
 
-export interface HttpRouteDeps {
-  config: Config;
-  clock: Clock;
-  relay: Relay;
-  metrics: RelayMetrics;
-  logger: Logger;
-  isDraining: () => boolean;
-}
-
-export function registerHttpRoutes(app: TemplatedApp, deps: HttpRouteDeps): void {
+export function registerHttpRoutes(app: TemplatedApp, deps: EdgeDeps): void {
   const { config, clock, relay, metrics, logger } = deps;
   // One bucket per client address (keyed digest), forgotten after a quiet minute.
   const inviteBuckets = new LRUCache<string, TokenBucket>({ max: 100_000, ttl: 60_000 });

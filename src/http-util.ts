@@ -6,7 +6,21 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { Buffer } from 'node:buffer';
 import { type AddressKey, addressKey, lastForwardedAddress } from './address.js';
+import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+import type { RelayMetrics } from './metrics.js';
+import type { Relay } from './relay.js';
+
+/** What both edges (HTTP routes and /ws) are built from. */
+export interface EdgeDeps {
+  config: Config;
+  clock: Clock;
+  relay: Relay;
+  metrics: RelayMetrics;
+  logger: Logger;
+  isDraining: () => boolean;
+}
 
 /** Must be called synchronously inside the handler: uWS request objects do not outlive it. */
 export function requestAddress(res: HttpResponse, req: HttpRequest, config: Config): AddressKey {

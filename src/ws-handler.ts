@@ -7,15 +7,12 @@
 import type { WebSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { Buffer } from 'node:buffer';
 import type { AddressKey } from './address.js';
-import type { Clock, TimerHandle } from './clock.js';
-import type { Config } from './config.js';
+import type { TimerHandle } from './clock.js';
 import { type CloseReason, closeCode } from './errors.js';
-import { originAllowed, replyJson, requestAddress } from './http-util.js';
+import { type EdgeDeps, originAllowed, replyJson, requestAddress } from './http-util.js';
 import { KeyedCounter } from './limits.js';
-import { errorSummary, type Logger } from './logger.js';
-import type { RelayMetrics } from './metrics.js';
+import { errorSummary } from './logger.js';
 import { decodeClientFrame, PROTOCOL_VERSION } from './protocol.js';
-import type { Relay } from './relay.js';
 import type { Connection, Session } from './session.js';
 
 interface SocketData {
@@ -62,16 +59,7 @@ class UwsConnection implements Connection {
   }
 }
 
-export interface WsHandlerDeps {
-  config: Config;
-  clock: Clock;
-  relay: Relay;
-  metrics: RelayMetrics;
-  logger: Logger;
-  isDraining: () => boolean;
-}
-
-export function wsBehavior(deps: WsHandlerDeps): WebSocketBehavior<SocketData> {
+export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
   const { config, clock, relay, metrics, logger } = deps;
   const perAddress = new KeyedCounter(config.maxConnectionsPerAddress);
   const countClose = (code: number): void => {

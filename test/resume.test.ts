@@ -6,8 +6,7 @@ t.test('resume after a drop: every message sent meanwhile, in order, exactly onc
   const srv = await startTestServer();
   t.teardown(srv.close);
   const { a, b, chat } = await pairedClients(srv.url);
-  const wb = b.all('welcome')[0];
-  if (!wb) throw new Error('no welcome');
+  const wb = b.welcome();
   a.send({ type: 'msg', id: 'm1', body: 'one' });
   a.send({ type: 'msg', id: 'm2', body: 'two' });
   await b.next('msg');
@@ -20,8 +19,7 @@ t.test('resume after a drop: every message sent meanwhile, in order, exactly onc
   for (let i = 3; i <= 7; i++) await a.next('sent');
 
   // b received seq 2 but only acked 1: it says lastSeq 2 and must get 3..7 only.
-  const b2 = await TestClient.open(srv.url);
-  b2.send({ type: 'hello', v: 1, resume: { id: wb.id, token: wb.token, lastSeq: 2 } });
+  const b2 = await TestClient.resume(srv.url, wb, 2);
   const welcome = await b2.any();
   t.match(welcome, {
     type: 'welcome',
@@ -49,12 +47,10 @@ t.test('a resume while the old socket is open replaces it with 4409', async (t) 
   const srv = await startTestServer();
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  const wa = a.all('welcome')[0];
-  if (!wa) throw new Error('no welcome');
+  const wa = a.welcome();
   b.send({ type: 'msg', id: 'x', body: 'while a has two tabs' });
   await a.next('msg');
-  const a2 = await TestClient.open(srv.url);
-  a2.send({ type: 'hello', v: 1, resume: { id: wa.id, token: wa.token, lastSeq: 0 } });
+  const a2 = await TestClient.resume(srv.url, wa, 0);
   t.match(await a2.next('welcome'), { resumed: true, state: 'chatting' });
   t.match(await a2.next('msg'), { seq: 1, id: 'x' }, 'unacked message replayed to the new socket');
   t.same(await a.closeEvent(), { code: 4409, reason: 'session_replaced' });
@@ -88,16 +84,14 @@ t.test('when the resume window passes, the partner is told and the session is go
   const srv = await startTestServer({ resumeWindowMs: 300 });
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  const wb = b.all('welcome')[0];
-  if (!wb) throw new Error('no welcome');
+  const wb = b.welcome();
   a.send({ type: 'msg', id: '1', body: 'are you there?' });
   await b.next('msg');
   b.close();
   await a.next('partner');
   t.same(await a.next('ended', 2000), { type: 'ended', reason: 'partner_gone' });
   t.equal(srv.server.relay.buffer.messages, 0, 'its buffer is freed');
-  const b2 = await TestClient.open(srv.url);
-  b2.send({ type: 'hello', v: 1, resume: { id: wb.id, token: wb.token, lastSeq: 1 } });
+  const b2 = await TestClient.resume(srv.url, wb, 1);
   const w = await b2.next('welcome');
   t.equal(w.resumed, false, 'expired session cannot be resumed');
   t.not(w.id, wb.id);
@@ -107,14 +101,12 @@ t.test('a chat that ended while you were away is reported on resume', async (t) 
   const srv = await startTestServer();
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  const wb = b.all('welcome')[0];
-  if (!wb) throw new Error('no welcome');
+  const wb = b.welcome();
   b.close();
   await a.next('partner');
   a.send({ type: 'leave' });
   await a.next('ended');
-  const b2 = await TestClient.open(srv.url);
-  b2.send({ type: 'hello', v: 1, resume: { id: wb.id, token: wb.token, lastSeq: 0 } });
+  const b2 = await TestClient.resume(srv.url, wb, 0);
   t.match(await b2.any(), { type: 'welcome', resumed: true, state: 'idle', chat: null });
   t.same(await b2.any(), { type: 'ended', reason: 'partner_left' });
 });
@@ -123,15 +115,13 @@ t.test('messages lost to the buffer bound are reported as a gap, never a silent 
   const srv = await startTestServer({ bufferSessionMaxMessages: 3 });
   t.teardown(srv.close);
   const { a, b } = await pairedClients(srv.url);
-  const wb = b.all('welcome')[0];
-  if (!wb) throw new Error('no welcome');
+  const wb = b.welcome();
   b.close();
   await a.next('partner');
   for (let i = 1; i <= 6; i++) a.send({ type: 'msg', id: `m${i}`, body: `m${i}` });
   for (let i = 1; i <= 6; i++) await a.next('sent');
   t.equal(srv.server.relay.buffer.messages, 3, 'bound holds');
-  const b2 = await TestClient.open(srv.url);
-  b2.send({ type: 'hello', v: 1, resume: { id: wb.id, token: wb.token, lastSeq: 0 } });
+  const b2 = await TestClient.resume(srv.url, wb, 0);
   await b2.next('welcome');
   t.same(await b2.any(), { type: 'gap', from: 1, to: 3 });
   t.same(
