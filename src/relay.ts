@@ -139,17 +139,22 @@ export class Relay {
     this.sessions.set(session.id, session);
     session.conn = conn;
     this.#metrics.hellos.inc({ outcome: resume ? 'resume_rejected' : 'new' });
+    this.#welcome(session, identity.token, false);
+    return session;
+  }
+
+  /** The token is passed in because only its digest is kept. */
+  #welcome(session: Session, token: string, resumed: boolean): void {
     this.#send(session, {
       type: 'welcome',
       id: session.id,
-      token: identity.token,
-      resumed: false,
+      token,
+      resumed,
       resumeWindowMs: this.#config.resumeWindowMs,
       limits: this.#limits,
-      state: 'idle',
-      chat: null,
+      state: session.state,
+      chat: session.chat ? session.chat.stateFor(session) : null,
     });
-    return session;
   }
 
   #resume(session: Session, conn: Connection, address: AddressKey, lastSeq: number, token: string): void {
@@ -161,21 +166,12 @@ export class Relay {
     // Detached first, so the old socket's close does not mark the session away.
     if (old) this.#close(old, 'session_replaced');
     this.#metrics.hellos.inc({ outcome: 'resumed' });
-    const chat = session.chat;
-    this.#send(session, {
-      type: 'welcome',
-      id: session.id,
-      token,
-      resumed: true,
-      resumeWindowMs: this.#config.resumeWindowMs,
-      limits: this.#limits,
-      state: session.state,
-      chat: chat ? chat.stateFor(session) : null,
-    });
+    this.#welcome(session, token, true);
     if (session.pendingEnd) {
       this.#send(session, { type: 'ended', reason: session.pendingEnd });
       session.pendingEnd = null;
     }
+    const chat = session.chat;
     if (!chat) return;
     const now = this.#clock.now();
     this.buffer.replay(
