@@ -172,14 +172,10 @@ export class RelayClient {
         this.#welcome(frame);
         break;
       case 'matched':
-        this.chatId = frame.chat;
-        this.lastSeq = 0;
-        this.#unconfirmed.clear();
+        this.#enterChat(frame.chat);
         break;
       case 'ended':
-        this.chatId = null;
-        this.lastSeq = 0;
-        this.#unconfirmed.clear();
+        this.#enterChat(null);
         break;
       case 'sent':
         this.#unconfirmed.delete(frame.id);
@@ -198,13 +194,15 @@ export class RelayClient {
     const sameIdentity = frame.resumed && frame.id === this.id;
     this.id = frame.id;
     this.token = frame.token;
-    if (!sameIdentity || !frame.chat || frame.chat.id !== this.chatId) {
-      this.chatId = frame.chat?.id ?? null;
-      this.lastSeq = 0;
-      this.#unconfirmed.clear();
-      return;
-    }
+    if (!sameIdentity || !frame.chat || frame.chat.id !== this.chatId) return this.#enterChat(frame.chat?.id ?? null);
     for (const out of this.#unconfirmed.values()) this.send({ type: 'msg', ...out });
+  }
+
+  /** A different chat (or none) starts: nothing received yet, nothing of the old chat to re-send. */
+  #enterChat(chatId: string | null): void {
+    this.chatId = chatId;
+    this.lastSeq = 0;
+    this.#unconfirmed.clear();
   }
 
   /** Drops duplicates (already-received seqs) and schedules the ack. */
