@@ -63,6 +63,10 @@ export interface LeaveFrame {
 export interface ReportFrame {
   type: 'report';
 }
+/** Ends the chat and blocks the pair for good, without counting as a report. */
+export interface BlockFrame {
+  type: 'block';
+}
 export interface PingFrame {
   type: 'ping';
   t?: number | string;
@@ -79,6 +83,7 @@ export type ClientFrame =
   | TypingFrame
   | LeaveFrame
   | ReportFrame
+  | BlockFrame
   | PingFrame;
 
 export type ClientFrameType = ClientFrame['type'];
@@ -165,7 +170,7 @@ export interface PartnerFrame {
   type: 'partner';
   state: 'away' | 'back';
 }
-export type EndReason = 'you_left' | 'partner_left' | 'partner_gone' | 'you_reported';
+export type EndReason = 'you_left' | 'partner_left' | 'partner_gone' | 'you_reported' | 'you_blocked';
 export interface EndedFrame {
   type: 'ended';
   reason: EndReason;
@@ -329,6 +334,7 @@ const decoders: Record<ClientFrameType, (o: Obj, limits: DecodeLimits) => Decode
   },
   leave: () => ({ ok: true, frame: { type: 'leave' } }),
   report: () => ({ ok: true, frame: { type: 'report' } }),
+  block: () => ({ ok: true, frame: { type: 'block' } }),
   ping(o) {
     if (o.t === undefined) return { ok: true, frame: { type: 'ping' } };
     if ((typeof o.t === 'number' && Number.isFinite(o.t)) || isShortString(o.t, 64))

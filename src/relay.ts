@@ -247,6 +247,7 @@ export class Relay {
       if (chat) this.#endChat(chat, s, { self: 'you_left', partner: 'partner_left' });
     },
     report: (s) => this.#report(s),
+    block: (s) => this.#block(s),
   };
 
   // ---- pairing ---------------------------------------------------------------
@@ -353,10 +354,21 @@ export class Relay {
     const chat = this.#chatOf(session);
     if (!chat) return;
     const partner = chat.otherSide(session).session;
-    session.blocked.add(partner.id);
-    partner.blocked.add(session.id);
+    this.#blockPair(session, partner);
     this.#reports.report([partner.id, partner.address], session.address);
     this.#endChat(chat, session, { self: 'you_reported', partner: 'partner_left' });
+  }
+
+  #block(session: Session): void {
+    const chat = this.#chatOf(session);
+    if (!chat) return;
+    this.#blockPair(session, chat.otherSide(session).session);
+    this.#endChat(chat, session, { self: 'you_blocked', partner: 'partner_left' });
+  }
+
+  #blockPair(a: Session, b: Session): void {
+    a.blocked.add(b.id);
+    b.blocked.add(a.id);
   }
 
   // ---- messages --------------------------------------------------------------

@@ -145,6 +145,25 @@ t.test(
   },
 );
 
+t.test('block ends the chat and blocks the pair without counting as a report', async (t) => {
+  const srv = await startTestServer({ rematchCooldownMs: 0, reportThreshold: 1 });
+  t.teardown(srv.close);
+  const { a: other, b: blocker } = await pairedClients(srv.url);
+  blocker.send({ type: 'block' });
+  t.same(await blocker.next('ended'), { type: 'ended', reason: 'you_blocked' });
+  t.same(await other.next('ended'), { type: 'ended', reason: 'partner_left' }, 'the blocked is not told why');
+  other.send({ type: 'find' });
+  t.same(await other.next('queued'), { type: 'queued' }, 'no cool-down even with a threshold of one report');
+  blocker.send({ type: 'find' });
+  await blocker.next('queued');
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(other.all('matched').length, 1, 'blocker and blocked are never paired again');
+  const [third] = await TestClient.hello(srv.url);
+  third.send({ type: 'find' });
+  const m = await third.next('matched');
+  t.ok(m.chat, 'a newcomer is paired with one of them');
+});
+
 t.test('find and join refuse a second chat; cancel leaves the queue', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);

@@ -26,6 +26,7 @@ t.test('every recoverable error code, with the socket kept open', async (t) => {
     ['{"type":"typing","on":true}', 'not_in_chat'],
     ['{"type":"leave"}', 'not_in_chat'],
     ['{"type":"report"}', 'not_in_chat'],
+    ['{"type":"block"}', 'not_in_chat'],
     ['{"type":"cancel"}', 'not_queued'],
     ['{"type":"join","code":"0000000000"}', 'invite_unknown'],
   ];
