@@ -66,11 +66,21 @@ export class RelayClient {
     this.#opts = { autoAck: true, ...opts };
   }
 
-  /** Opens a socket and says hello, resuming the previous identity if there is one. */
+  /**
+   * Opens a socket and says hello, resuming the previous identity if there is one.
+   * A socket still open from before is closed first and forgotten: frames and
+   * close events of a replaced socket never reach listeners.
+   */
   connect(): Promise<WelcomeFrame> {
+    const previous = this.#socket;
     const socket = this.#opts.createSocket(this.#opts.url);
     this.#socket = socket;
     this.lastClose = null;
+    if (previous) {
+      previous.onclose = null;
+      previous.onmessage = null;
+      previous.close();
+    }
     return new Promise((resolve, reject) => {
       const offWelcome = this.once('welcome', resolve);
       socket.onopen = () => {
@@ -81,14 +91,15 @@ export class RelayClient {
         this.send(resume ? { type: 'hello', v: 1, resume } : { type: 'hello', v: 1 });
       };
       socket.onmessage = (ev) => {
-        if (typeof ev.data === 'string') this.#receive(JSON.parse(ev.data) as ServerFrame);
+        if (this.#socket === socket && typeof ev.data === 'string') this.#receive(JSON.parse(ev.data) as ServerFrame);
       };
       socket.onerror = () => {};
       socket.onclose = (ev) => {
-        if (this.#socket === socket) this.#socket = null;
-        this.lastClose = { code: ev.code, reason: ev.reason };
         offWelcome();
         reject(new Error(`socket closed before welcome (${ev.code})`));
+        if (this.#socket !== socket) return;
+        this.#socket = null;
+        this.lastClose = { code: ev.code, reason: ev.reason };
         for (const fn of this.#closeListeners) fn(this.lastClose);
       };
     });
@@ -109,6 +120,13 @@ export class RelayClient {
     this.#unconfirmed.set(id, out);
     this.send({ type: 'msg', ...out });
     return id;
+  }
+
+  /** Sends an unconfirmed message again under its id (e.g. after `rate_limited`); false if it was confirmed. */
+  retry(id: string): boolean {
+    const out = this.#unconfirmed.get(id);
+    if (out) this.send({ type: 'msg', ...out });
+    return out !== undefined;
   }
 
   get unconfirmed(): number {

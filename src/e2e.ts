@@ -18,6 +18,8 @@
 
 type Subtle = typeof globalThis.crypto.subtle;
 type Key = Awaited<ReturnType<Subtle['importKey']>>;
+/** Bytes backed by a plain ArrayBuffer, as WebCrypto's BufferSource wants. */
+type Bytes = Uint8Array<ArrayBuffer>;
 interface KeyPair {
   publicKey: Key;
   privateKey: Key;
@@ -41,7 +43,7 @@ export function toBase64Url(bytes: Uint8Array): string {
   return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-export function fromBase64Url(text: string): Uint8Array | null {
+export function fromBase64Url(text: string): Bytes | null {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
   try {
     const bin = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
@@ -75,15 +77,15 @@ export class ChatCipher {
   /** Digits both people see; set once the partner's key is accepted. */
   safetyCode: string | null = null;
   readonly #pair: KeyPair;
-  readonly #publicRaw: Uint8Array;
+  readonly #publicRaw: Bytes;
   readonly #buckets: number[];
   #sendKey: Key | null = null;
   #receiveKey: Key | null = null;
-  #partnerRaw: Uint8Array | null = null;
+  #partnerRaw: Bytes | null = null;
   #sent = 0;
   #received = 0;
 
-  private constructor(pair: KeyPair, publicRaw: Uint8Array, buckets: number[]) {
+  private constructor(pair: KeyPair, publicRaw: Bytes, buckets: number[]) {
     this.#pair = pair;
     this.#publicRaw = publicRaw;
     this.#buckets = buckets;
@@ -122,7 +124,7 @@ export class ChatCipher {
     const secret = await subtle().deriveBits({ name: 'ECDH', public: partnerKey }, this.#pair.privateKey, 256);
     const hkdf = await subtle().importKey('raw', secret, 'HKDF', false, ['deriveKey']);
     const salt = utf8.encode(chatId);
-    const directionKey = (senderRaw: Uint8Array, usage: 'encrypt' | 'decrypt') =>
+    const directionKey = (senderRaw: Bytes, usage: 'encrypt' | 'decrypt') =>
       subtle().deriveKey(
         { name: 'HKDF', hash: 'SHA-256', salt, info: utf8.encode(INFO_PREFIX + toBase64Url(senderRaw)) },
         hkdf,
@@ -162,7 +164,7 @@ export class ChatCipher {
     const bytes = fromBase64Url(body);
     if (!this.#receiveKey || !bytes || bytes.length < 1 + IV_BYTES + TAG_BYTES + HEADER_BYTES || bytes[0] !== VERSION)
       return { ok: false, reason: 'malformed' };
-    let plain: Uint8Array;
+    let plain: Bytes;
     try {
       plain = new Uint8Array(
         await subtle().decrypt(
@@ -191,7 +193,7 @@ export class ChatCipher {
   }
 }
 
-function parseOffer(body: string): Uint8Array | null {
+function parseOffer(body: string): Bytes | null {
   try {
     const o = JSON.parse(body) as { v?: unknown; curve?: unknown; pub?: unknown };
     if (o.v !== VERSION || o.curve !== 'P-256' || typeof o.pub !== 'string') return null;
@@ -213,7 +215,7 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 }
 
 /** 12 digits from SHA-256 of both public keys in byte order, shown as "1234 5678 9012". */
-export async function safetyCode(a: Uint8Array, b: Uint8Array): Promise<string> {
+export async function safetyCode(a: Bytes, b: Bytes): Promise<string> {
   const [first, second] = compareBytes(a, b) <= 0 ? [a, b] : [b, a];
   const both = new Uint8Array(first.length + second.length);
   both.set(first);

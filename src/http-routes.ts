@@ -1,6 +1,6 @@
 /**
  * HTTP endpoints: liveness, readiness, Prometheus metrics, invite creation,
- * and a JSON 404 for everything else.
+ * and a JSON 404 for everything else (the page itself is page-routes.ts).
  */
 
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';

@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { registerHttpRoutes } from './http-routes.js';
 import type { Logger } from './logger.js';
 import { RelayMetrics, type RelayStats } from './metrics.js';
+import { registerPageRoutes } from './page-routes.js';
 import { Relay } from './relay.js';
 import { wsBehavior } from './ws-handler.js';
 
@@ -39,6 +40,7 @@ export function startServer(config: Config, { logger, clock = systemClock }: Ser
 
   const app = App();
   app.ws('/ws', wsBehavior({ config, clock, relay, metrics, logger, isDraining }));
+  registerPageRoutes(app, logger);
   registerHttpRoutes(app, { config, clock, relay, metrics, logger, isDraining });
 
   const sweeper = setInterval(() => relay.sweep(), SWEEP_INTERVAL_MS);

@@ -1,0 +1,706 @@
+/**
+ * The chat page's controller: connection and resume, pairing, the chat itself
+ * with end-to-end encryption, receipts and typing. It owns the state; view.ts
+ * draws it. Intent survives reconnects: someone looking for a partner keeps
+ * looking, and messages typed offline are sent once the link is back.
+ */
+import { type BackoffPolicy, backoffDelay } from '../backoff.js';
+import { RelayClient, type WebSocketLike } from '../client.js';
+import { bucketsFor, ChatCipher, E2E_KIND, KEY_KIND, maxTextBytes, type OpenResult } from '../e2e.js';
+import {
+  type EndReason,
+  type ErrorFrame,
+  type IncomingMsgFrame,
+  type Limits,
+  type ServerFrame,
+  utf8Length,
+  type WelcomeFrame,
+} from '../protocol.js';
+import { Attention } from './attention.js';
+import { type Delivery, type OwnMessage, type Screen, type Tone, View } from './view.js';
+
+const RECONNECT: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
+const CONNECT_TIMEOUT_MS = 10_000;
+const HEARTBEAT_MS = 20_000;
+const PONG_TIMEOUT_MS = 8_000;
+const TYPING_REFRESH_MS = 3_000;
+const TYPING_IDLE_MS = 4_000;
+const TYPING_SHOWN_MS = 6_000;
+const PREFS_KEY = 'anon-chat.prefs';
+const DEFAULT_MAX_MESSAGE_BYTES = 4096;
+
+type Phase = 'home' | 'looking' | 'inviting' | 'joining' | 'chatting' | 'ended';
+type Link = 'connecting' | 'online' | 'reconnecting' | 'offline' | 'fatal';
+
+const END_TEXT: Record<EndReason, string> = {
+  you_left: 'You left the chat.',
+  partner_left: 'The stranger left the chat.',
+  partner_gone: 'The stranger lost their connection and did not come back.',
+  you_reported: 'You reported this stranger. You will not be matched with them again.',
+  you_blocked: 'You blocked this stranger. You will not be matched with them again.',
+};
+
+const OPEN_FAILURE: Record<Extract<OpenResult, { ok: false }>['reason'], string> = {
+  tampered: 'It was altered on the way, so it was discarded.',
+  replayed: 'It was a replay of an earlier message, so it was discarded.',
+  malformed: 'It was not a valid encrypted message.',
+};
+
+const RANK: Record<Delivery, number> = { failed: -1, queued: 0, sending: 1, sent: 2, delivered: 3, read: 4 };
+
+interface Mine {
+  view: OwnMessage;
+  seq: number;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+class ChatApp {
+  readonly #view = new View();
+  readonly #attention = new Attention();
+  readonly #client: RelayClient;
+  #phase: Phase = 'home';
+  #link: Link = 'connecting';
+  #fatal = '';
+  #welcomed = false;
+  #limits: Limits | null = null;
+  #resumeWindowMs = 0;
+  #interests: string[] = [];
+  #inviteCode: string | null = null;
+  // ---- per chat
+  #chatId: string | null = null;
+  #partnerAway = false;
+  #cipher: Promise<ChatCipher> | null = null;
+  #keysReady = false;
+  /** Typed before the keys were agreed; sealed and sent in order once they are. */
+  #pending: OwnMessage[] = [];
+  #pendingText = new Map<OwnMessage, string>();
+  /** My messages by client id. */
+  #mine = new Map<string, Mine>();
+  #deliveredSeq = 0;
+  #readSeq = 0;
+  #shownSeq = 0;
+  #readSent = 0;
+  /** Incoming messages are decrypted one after another so they show in seq order. */
+  #incoming: Promise<void> = Promise.resolve();
+  #outgoing: Promise<void> = Promise.resolve();
+  // ---- timers
+  #attempt = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #pongTimer: ReturnType<typeof setTimeout> | undefined;
+  #typingSentAt = 0;
+  #typingStop: ReturnType<typeof setTimeout> | undefined;
+  #typingShown: ReturnType<typeof setTimeout> | undefined;
+
+  constructor() {
+    const url = new URL('ws', location.href);
+    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    this.#client = new RelayClient({
+      url: url.href,
+      createSocket: (u) => new WebSocket(u) as unknown as WebSocketLike,
+    });
+  }
+
+  start(): void {
+    this.#view.prefTyping.checked = loadPrefs().typing;
+    this.#wireControls();
+    this.#client.on('*', (frame) => this.#onFrame(frame));
+    this.#client.onClosed((close) => this.#onClosed(close.code));
+    const invite = /^#invite=([0-9A-Za-z-]{4,32})$/.exec(location.hash);
+    if (invite?.[1]) {
+      // Take the code out of the address bar so it is not bookmarked or shared by accident.
+      history.replaceState(null, '', location.pathname);
+      this.#inviteCode = invite[1];
+      this.#phase = 'joining';
+    }
+    this.#connect();
+  }
+
+  // ---- connection --------------------------------------------------------
+
+  #connect(): void {
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#connectTimer);
+    this.#setLink(this.#welcomed ? 'reconnecting' : 'connecting');
+    // A connection that never completes (a dead Wi-Fi, a black-holed proxy) is abandoned and retried.
+    this.#connectTimer = setTimeout(() => this.#scheduleReconnect(), CONNECT_TIMEOUT_MS);
+    try {
+      this.#client.connect().catch(() => {});
+    } catch {
+      this.#scheduleReconnect();
+    }
+  }
+
+  #onClosed(code: number): void {
+    this.#stopHeartbeat();
+    this.#view.setTyping(false);
+    for (const m of this.#mine.values()) if (m.view.status === 'sending') m.view.set('queued');
+    if (code === 4426) return this.#fail('This page is out of date. Reload it to keep chatting.');
+    if (code === 4409) return this.#fail('This chat continued in another window.');
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#link === 'fatal') return;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#connectTimer);
+    const delay = backoffDelay(this.#attempt++, RECONNECT);
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+    this.#setLink(navigator.onLine === false ? 'offline' : 'reconnecting');
+  }
+
+  #fail(message: string): void {
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#connectTimer);
+    this.#fatal = message;
+    this.#setLink('fatal');
+  }
+
+  #setLink(link: Link): void {
+    this.#link = link;
+    this.#render();
+  }
+
+  /** Sends an app-level ping; no pong in time means the socket is dead even if the browser has not noticed. */
+  #checkLink(): void {
+    if (!this.#client.connected || this.#pongTimer !== undefined) return;
+    this.#client.send({ type: 'ping', t: Date.now() });
+    this.#pongTimer = setTimeout(() => {
+      this.#pongTimer = undefined;
+      this.#connect();
+    }, PONG_TIMEOUT_MS);
+  }
+
+  #stopHeartbeat(): void {
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#pongTimer);
+    this.#pongTimer = undefined;
+  }
+
+  // ---- frames from the relay -------------------------------------------------
+
+  #onFrame(frame: ServerFrame): void {
+    switch (frame.type) {
+      case 'welcome':
+        return this.#onWelcome(frame);
+      case 'queued':
+        if (frame.invite) {
+          this.#inviteCode = frame.invite;
+          this.#phase = 'inviting';
+        }
+        return this.#render();
+      case 'cancelled':
+        return;
+      case 'matched':
+        return this.#beginChat(frame.chat, frame.interests);
+      case 'msg':
+        return this.#inOrder((chatId) => this.#receive(frame, chatId));
+      case 'gap':
+        return this.#inOrder(async () => {
+          this.#view.notice(
+            `${plural(frame.to - frame.from + 1, 'message')} from the stranger could not be kept for you while you were away.`,
+          );
+        });
+      case 'sent': {
+        const mine = this.#mine.get(frame.id);
+        if (mine) {
+          mine.seq = frame.seq;
+          this.#advance(mine, 'sent');
+        }
+        return;
+      }
+      case 'delivered':
+        return this.#receipts(frame.seq, this.#readSeq);
+      case 'read':
+        return this.#receipts(this.#deliveredSeq, frame.seq);
+      case 'typing':
+        return this.#showTyping(frame.on);
+      case 'partner':
+        this.#partnerAway = frame.state === 'away';
+        if (this.#partnerAway) this.#view.setTyping(false);
+        return this.#render();
+      case 'ended':
+        // Endings I caused were already shown when I clicked.
+        if (frame.reason.startsWith('you_') && this.#phase !== 'chatting') return;
+        return this.#endChat(END_TEXT[frame.reason]);
+      case 'error':
+        return this.#onError(frame);
+      case 'pong':
+        clearTimeout(this.#pongTimer);
+        this.#pongTimer = undefined;
+        return;
+      case 'draining':
+        return;
+    }
+  }
+
+  #onWelcome(w: WelcomeFrame): void {
+    clearTimeout(this.#connectTimer);
+    this.#attempt = 0;
+    this.#welcomed = true;
+    this.#limits = w.limits;
+    this.#resumeWindowMs = w.resumeWindowMs;
+    this.#stopHeartbeat();
+    this.#heartbeat = setInterval(() => this.#checkLink(), HEARTBEAT_MS);
+    if (this.#phase === 'chatting') {
+      if (w.resumed && w.chat && w.chat.id === this.#chatId) {
+        this.#partnerAway = w.chat.partner === 'away';
+        this.#receipts(w.chat.deliveredSeq, w.chat.readSeq);
+        for (const m of this.#mine.values()) if (m.view.status === 'queued') m.view.set('sending');
+      } else if (!w.resumed) {
+        const window = Math.round(this.#resumeWindowMs / 1000);
+        this.#endChat(
+          `This chat is over: the server no longer has it (it restarted, or you were offline for more than ${window} s). Messages not yet sent were not delivered.`,
+        );
+      }
+      // Resumed, but the chat ended while I was away: an `ended` frame follows.
+    }
+    if (w.state === 'idle') {
+      // I was waiting when the link dropped; the server forgot that, I did not.
+      if (this.#phase === 'looking') this.#client.send({ type: 'find', interests: this.#interests });
+      if ((this.#phase === 'inviting' || this.#phase === 'joining') && this.#inviteCode)
+        this.#client.send({ type: 'join', code: this.#inviteCode });
+    }
+    this.#setLink('online');
+  }
+
+  #onError(f: ErrorFrame): void {
+    if (f.id !== undefined) {
+      const id = f.id;
+      const mine = this.#mine.get(id);
+      if (!mine) return;
+      if (f.code === 'rate_limited') setTimeout(() => this.#client.retry(id), f.retryAfterMs ?? 1000);
+      else mine.view.set('failed', `Not sent: ${f.message}`);
+      return;
+    }
+    switch (f.code) {
+      case 'queue_full':
+        setTimeout(() => {
+          if (this.#phase === 'looking') this.#client.send({ type: 'find', interests: this.#interests });
+        }, f.retryAfterMs ?? 2000);
+        return;
+      case 'cooldown':
+        return this.#goHome(
+          `Several people reported this connection recently. You can look for a new chat again in ${Math.ceil((f.retryAfterMs ?? 60_000) / 60_000)} min.`,
+        );
+      case 'invite_unknown':
+      case 'invite_expired':
+      case 'invite_used':
+        this.#inviteCode = null;
+        return this.#goHome(
+          'This invite link no longer works: it was used, or it expired. Ask for a new one, or start a random chat.',
+        );
+      case 'already_in_chat':
+      case 'already_queued':
+      case 'not_in_chat':
+      case 'not_queued':
+        return; // a race between a click and the server; the state frames that follow tell the truth
+      default:
+        if (this.#phase === 'chatting') this.#view.notice(f.message);
+        else this.#goHome(f.message);
+    }
+  }
+
+  // ---- pairing ---------------------------------------------------------------
+
+  #find(): void {
+    const limits = this.#limits;
+    this.#interests = this.#view.interests.value
+      .split(/[,\n]/)
+      .map((s) => s.trim().slice(0, limits?.maxInterestLength ?? 32))
+      .filter((s) => s.length > 0)
+      .slice(0, limits?.maxInterests ?? 5);
+    this.#phase = 'looking';
+    this.#chatId = null;
+    this.#client.send({ type: 'find', interests: this.#interests });
+    this.#render();
+  }
+
+  async #invite(button: HTMLButtonElement): Promise<void> {
+    button.disabled = true;
+    try {
+      const res = await fetch(new URL('api/v1/invites', location.href), { method: 'POST' });
+      if (res.status === 429)
+        return this.#goHome(`Too many invites from here. Try again in ${res.headers.get('retry-after') ?? '60'} s.`);
+      if (!res.ok) return this.#goHome('Could not create an invite right now. Try again in a moment.');
+      const { code } = (await res.json()) as { code: string };
+      this.#inviteCode = code;
+      this.#phase = 'inviting';
+      this.#client.send({ type: 'join', code });
+      this.#render();
+    } catch {
+      this.#goHome('Could not reach the server to create an invite.');
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  #cancelWaiting(): void {
+    this.#client.send({ type: 'cancel' });
+    this.#inviteCode = null;
+    this.#goHome();
+  }
+
+  #goHome(note?: string): void {
+    this.#phase = 'home';
+    const el = document.getElementById('home-note');
+    if (el) {
+      el.textContent = note ?? '';
+      el.hidden = !note;
+    }
+    this.#render();
+  }
+
+  // ---- one chat --------------------------------------------------------------
+
+  #beginChat(chatId: string, interests: string[]): void {
+    this.#phase = 'chatting';
+    this.#chatId = chatId;
+    this.#inviteCode = null;
+    this.#partnerAway = false;
+    this.#keysReady = false;
+    this.#pending = [];
+    this.#pendingText.clear();
+    this.#mine.clear();
+    this.#deliveredSeq = this.#readSeq = this.#shownSeq = this.#readSent = 0;
+    this.#view.clearLog();
+    this.#view.notice(
+      interests.length > 0
+        ? `You are chatting with a stranger who also likes ${interests.join(', ')}. Say hi!`
+        : 'You are chatting with a stranger. Say hi!',
+    );
+    this.#view.chatOpen(true);
+    this.#render();
+    this.#view.text.focus();
+    this.#attention.alert('matched');
+    const maxBody = this.#limits?.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const cipher = ChatCipher.create(maxBody);
+    this.#cipher = cipher;
+    // Fresh keys for this chat; the key message is relayed and resumed like any other.
+    cipher.then(
+      (c) => {
+        if (this.#chatId === chatId) this.#client.sendMessage(c.offer(), KEY_KIND);
+      },
+      () => this.#view.setSafety(null, 'This browser cannot encrypt (WebCrypto is unavailable).'),
+    );
+  }
+
+  #inOrder(step: (chatId: string | null) => Promise<void>): void {
+    const chatId = this.#chatId;
+    this.#incoming = this.#incoming.then(() => (this.#chatId === chatId ? step(chatId) : undefined)).catch(() => {});
+  }
+
+  async #receive(f: IncomingMsgFrame, chatId: string | null): Promise<void> {
+    if (!chatId || !this.#cipher) return;
+    const cipher = await this.#cipher;
+    if (f.kind === KEY_KIND) {
+      const ok = await cipher.accept(f.body, chatId);
+      if (this.#chatId !== chatId) return;
+      if (!ok)
+        this.#view.notice('The stranger sent an invalid or changed encryption key. Do not trust this chat; leave it.');
+      else if (!this.#keysReady) {
+        this.#keysReady = true;
+        this.#view.setSafety(cipher.safetyCode);
+        this.#flushPending();
+        this.#render();
+      }
+      return;
+    }
+    if (f.kind === E2E_KIND) {
+      const opened = await cipher.open(f.body);
+      if (this.#chatId !== chatId) return;
+      if (!opened.ok) this.#view.failed(OPEN_FAILURE[opened.reason]);
+      else {
+        if (opened.missed > 0) this.#view.notice(`${plural(opened.missed, 'message')} from the stranger went missing.`);
+        this.#view.theirs(opened.text, f.ts);
+      }
+    } else this.#view.theirs(f.body, f.ts, 'not encrypted');
+    this.#view.setTyping(false);
+    this.#shownSeq = f.seq;
+    this.#markRead();
+    this.#attention.alert('message');
+  }
+
+  #markRead(): void {
+    if (document.visibilityState !== 'visible' || this.#phase !== 'chatting') return;
+    if (this.#shownSeq <= this.#readSent) return;
+    this.#readSent = this.#shownSeq;
+    this.#client.send({ type: 'read', seq: this.#shownSeq });
+  }
+
+  #send(): void {
+    const text = this.#view.text.value;
+    if (text.trim() === '' || this.#phase !== 'chatting') return;
+    const max = maxTextBytes(bucketsFor(this.#limits?.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES));
+    const size = utf8Length(text);
+    if (size > max) {
+      this.#view.notice(`That message is too long (${size} bytes; the limit is ${max}). It was not sent.`);
+      return;
+    }
+    this.#view.text.value = '';
+    this.#stopTyping();
+    const view = this.#view.own(text, this.#keysReady && this.#client.connected ? 'sending' : 'queued');
+    if (!this.#keysReady) {
+      this.#pending.push(view);
+      this.#pendingText.set(view, text);
+      return;
+    }
+    this.#seal(text, view);
+  }
+
+  #flushPending(): void {
+    for (const view of this.#pending) {
+      view.set(this.#client.connected ? 'sending' : 'queued');
+      this.#seal(this.#pendingText.get(view) ?? '', view);
+    }
+    this.#pending = [];
+    this.#pendingText.clear();
+  }
+
+  /** Seals and sends in typing order; the client keeps it until the server confirms, across reconnects. */
+  #seal(text: string, view: OwnMessage): void {
+    const chatId = this.#chatId;
+    const cipher = this.#cipher;
+    this.#outgoing = this.#outgoing
+      .then(async () => {
+        if (!cipher) return;
+        const body = await (await cipher).seal(text);
+        if (this.#chatId !== chatId) return view.set('failed');
+        const id = this.#client.sendMessage(body, E2E_KIND);
+        this.#mine.set(id, { view, seq: 0 });
+      })
+      .catch(() => view.set('failed'));
+  }
+
+  #advance(mine: Mine, status: Delivery): void {
+    if (RANK[status] > RANK[mine.view.status]) mine.view.set(status);
+  }
+
+  #receipts(delivered: number, read: number): void {
+    this.#deliveredSeq = Math.max(this.#deliveredSeq, delivered);
+    this.#readSeq = Math.max(this.#readSeq, read);
+    for (const mine of this.#mine.values()) {
+      if (mine.seq === 0) continue;
+      if (mine.seq <= this.#readSeq) this.#advance(mine, 'read');
+      else if (mine.seq <= this.#deliveredSeq) this.#advance(mine, 'delivered');
+    }
+  }
+
+  /** The chat is over, for whatever reason: keys are dropped, unsent messages say so. */
+  #endChat(text: string): void {
+    if (this.#phase !== 'chatting') return;
+    this.#phase = 'ended';
+    this.#chatId = null;
+    this.#cipher = null;
+    this.#keysReady = false;
+    for (const view of this.#pending) view.set('failed');
+    this.#pending = [];
+    this.#pendingText.clear();
+    for (const m of this.#mine.values()) if (m.seq === 0) m.view.set('failed');
+    this.#view.notice(text);
+    this.#view.chatOpen(false);
+    this.#attention.alert('ended');
+    this.#render();
+  }
+
+  #leave(frame: 'leave' | 'block' | 'report', reason: EndReason): void {
+    this.#client.send({ type: frame });
+    this.#endChat(END_TEXT[reason]);
+  }
+
+  // ---- typing ------------------------------------------------------------------
+
+  #onInput(): void {
+    if (!this.#view.prefTyping.checked || this.#phase !== 'chatting') return;
+    if (this.#view.text.value === '') return this.#stopTyping();
+    const now = Date.now();
+    if (now - this.#typingSentAt > TYPING_REFRESH_MS) {
+      this.#typingSentAt = now;
+      this.#client.send({ type: 'typing', on: true });
+    }
+    clearTimeout(this.#typingStop);
+    this.#typingStop = setTimeout(() => this.#stopTyping(), TYPING_IDLE_MS);
+  }
+
+  #stopTyping(): void {
+    clearTimeout(this.#typingStop);
+    if (this.#typingSentAt === 0) return;
+    this.#typingSentAt = 0;
+    if (this.#phase === 'chatting') this.#client.send({ type: 'typing', on: false });
+  }
+
+  #showTyping(on: boolean): void {
+    clearTimeout(this.#typingShown);
+    const show = on && this.#view.prefTyping.checked && this.#phase === 'chatting';
+    this.#view.setTyping(show);
+    // The partner may vanish mid-word; never show "typing" forever.
+    if (show) this.#typingShown = setTimeout(() => this.#view.setTyping(false), TYPING_SHOWN_MS);
+  }
+
+  // ---- controls and rendering ------------------------------------------------
+
+  #wireControls(): void {
+    const v = this.#view;
+    const click = (id: string, fn: (button: HTMLButtonElement) => void) => {
+      const button = document.getElementById(id) as HTMLButtonElement;
+      button.addEventListener('click', () => fn(button));
+    };
+    click('start', () => this.#find());
+    click('again', () => this.#find());
+    click('invite', (b) => void this.#invite(b));
+    click('cancel', () => this.#cancelWaiting());
+    click('next', () => {
+      this.#client.send({ type: 'leave' });
+      this.#find();
+    });
+    click('leave', () => this.#leave('leave', 'you_left'));
+    click('block', () => this.#leave('block', 'you_blocked'));
+    click('report', () => this.#leave('report', 'you_reported'));
+    click('home-button', () => this.#goHome());
+    click('copy', (b) => {
+      v.inviteLink.select();
+      navigator.clipboard?.writeText(v.inviteLink.value).then(
+        () => {
+          b.textContent = 'Copied';
+        },
+        () => {},
+      );
+    });
+    v.composer.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.#send();
+      v.text.focus();
+    });
+    v.text.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.#send();
+      }
+    });
+    v.text.addEventListener('input', () => this.#onInput());
+    v.text.addEventListener('blur', () => this.#stopTyping());
+    v.prefTyping.addEventListener('change', () => {
+      savePrefs({ typing: v.prefTyping.checked });
+      if (!v.prefTyping.checked) {
+        this.#stopTyping();
+        v.setTyping(false);
+      }
+    });
+    v.prefNotify.addEventListener('change', async () => {
+      if (!v.prefNotify.checked) {
+        this.#attention.systemNotifications = false;
+        return;
+      }
+      if (!(await this.#attention.enable())) {
+        v.prefNotify.checked = false;
+        this.#goHome('This browser does not allow notifications for this page.');
+      }
+    });
+    window.addEventListener('online', () => {
+      if (this.#link === 'fatal' || this.#client.connected) return;
+      this.#attempt = 0;
+      this.#connect();
+    });
+    window.addEventListener('offline', () => {
+      if (this.#client.connected) this.#checkLink();
+      else this.#setLink('offline');
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState !== 'visible') return;
+      this.#markRead();
+      this.#checkLink();
+    });
+    window.addEventListener('beforeunload', (e) => {
+      // A reload starts a new identity: keys and chat live only in this page's memory.
+      if (this.#phase === 'chatting') e.preventDefault();
+    });
+  }
+
+  #render(): void {
+    const [text, tone] = this.#statusLine();
+    this.#view.setStatus(text, tone);
+    const screen: Screen =
+      this.#phase === 'home' ? 'home' : this.#phase === 'chatting' || this.#phase === 'ended' ? 'chat' : 'waiting';
+    if (screen === 'waiting') {
+      const link =
+        this.#phase === 'inviting' && this.#inviteCode
+          ? `${location.origin}${location.pathname}#invite=${this.#inviteCode}`
+          : null;
+      const title =
+        this.#phase === 'inviting'
+          ? 'Waiting for your friend to open the link…'
+          : this.#phase === 'joining'
+            ? 'Joining your friend…'
+            : this.#interests.length > 0
+              ? `Looking for someone into ${this.#interests.join(', ')}…`
+              : 'Looking for someone…';
+      this.#view.waiting(title, link);
+    } else this.#view.show(screen);
+    const canAct = this.#phase === 'chatting' && this.#link === 'online';
+    for (const id of ['next', 'leave', 'block', 'report'])
+      (document.getElementById(id) as HTMLButtonElement).disabled = !canAct;
+  }
+
+  #statusLine(): [string, Tone] {
+    switch (this.#link) {
+      case 'fatal':
+        return [this.#fatal, 'bad'];
+      case 'connecting':
+        return ['Connecting…', 'wait'];
+      case 'offline':
+        return ['Offline. Waiting for the network…', 'bad'];
+      case 'reconnecting':
+        return [
+          this.#phase === 'chatting'
+            ? 'Connection lost. Reconnecting… your messages will be sent when it is back.'
+            : 'Connection lost. Reconnecting…',
+          'wait',
+        ];
+      case 'online':
+        break;
+    }
+    switch (this.#phase) {
+      case 'home':
+        return ['Connected', 'ok'];
+      case 'looking':
+        return ['Looking for someone…', 'wait'];
+      case 'inviting':
+        return ['Waiting for your friend…', 'wait'];
+      case 'joining':
+        return ['Joining your friend…', 'wait'];
+      case 'ended':
+        return ['Chat over', 'wait'];
+      case 'chatting':
+        if (this.#partnerAway) return ['The stranger lost their connection. Waiting for them to come back…', 'wait'];
+        return this.#keysReady
+          ? ['Chatting with a stranger, end-to-end encrypted', 'ok']
+          : ['Setting up encryption…', 'wait'];
+    }
+  }
+}
+
+interface Prefs {
+  typing: boolean;
+}
+
+/** Only a preference is stored, never anything about a chat (and nothing if storage is blocked). */
+function loadPrefs(): Prefs {
+  try {
+    const saved = JSON.parse(localStorage.getItem(PREFS_KEY) ?? '{}') as Partial<Prefs>;
+    return { typing: saved.typing !== false };
+  } catch {
+    return { typing: true };
+  }
+}
+
+function savePrefs(prefs: Prefs): void {
+  try {
+    localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
+  } catch {
+    // Private modes may refuse storage; the preference then lasts for this page only.
+  }
+}
+
+new ChatApp().start();

@@ -1,0 +1,154 @@
+/**
+ * Everything that touches the DOM. Message text only ever goes through
+ * `textContent`, so nothing a stranger sends is interpreted as HTML.
+ */
+
+export type Tone = 'ok' | 'wait' | 'bad';
+export type Screen = 'home' | 'waiting' | 'chat';
+export type Delivery = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed';
+
+const DELIVERY_TEXT: Record<Delivery, string> = {
+  queued: 'Waiting for connection',
+  sending: 'Sending…',
+  sent: 'Sent',
+  delivered: 'Delivered',
+  read: 'Read',
+  failed: 'Not sent',
+};
+
+export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`#${id} is missing from the page`);
+  return el as T;
+}
+
+const clock = (ts: number) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  text = '',
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  el.className = className;
+  el.textContent = text;
+  return el;
+}
+
+/** One of my messages; its delivery state only moves forward (except to failed). */
+export class OwnMessage {
+  status: Delivery;
+  readonly #li: HTMLLIElement;
+  readonly #meta: HTMLElement;
+  readonly #time: string;
+
+  constructor(li: HTMLLIElement, meta: HTMLElement, status: Delivery) {
+    this.#li = li;
+    this.#meta = meta;
+    this.#time = clock(Date.now());
+    this.status = status;
+    this.set(status);
+  }
+
+  set(status: Delivery, detail?: string): void {
+    this.status = status;
+    this.#li.dataset.status = status;
+    this.#meta.textContent = `${this.#time} · ${detail ?? DELIVERY_TEXT[status]}`;
+  }
+}
+
+export class View {
+  readonly status = byId('status');
+  readonly interests = byId<HTMLInputElement>('interests');
+  readonly prefTyping = byId<HTMLInputElement>('pref-typing');
+  readonly prefNotify = byId<HTMLInputElement>('pref-notify');
+  readonly waitingTitle = byId('waiting-title');
+  readonly inviteBox = byId('invite-box');
+  readonly inviteLink = byId<HTMLInputElement>('invite-link');
+  readonly safety = byId('safety');
+  readonly log = byId<HTMLOListElement>('log');
+  readonly typing = byId('typing');
+  readonly composer = byId<HTMLFormElement>('composer');
+  readonly text = byId<HTMLTextAreaElement>('text');
+  readonly over = byId('over');
+  readonly #screens: Record<Screen, HTMLElement> = { home: byId('home'), waiting: byId('waiting'), chat: byId('chat') };
+
+  setStatus(text: string, tone: Tone): void {
+    if (this.status.textContent !== text) this.status.textContent = text;
+    this.status.dataset.tone = tone;
+  }
+
+  show(screen: Screen): void {
+    for (const [name, el] of Object.entries(this.#screens)) el.hidden = name !== screen;
+    document.body.dataset.screen = screen;
+  }
+
+  waiting(title: string, inviteLink: string | null): void {
+    this.waitingTitle.textContent = title;
+    this.inviteBox.hidden = inviteLink === null;
+    this.inviteLink.value = inviteLink ?? '';
+    this.show('waiting');
+  }
+
+  /** Composer while the chat is open; "New chat" once it is over. */
+  chatOpen(open: boolean): void {
+    this.composer.hidden = !open;
+    this.over.hidden = open;
+    if (!open) this.setTyping(false);
+  }
+
+  clearLog(): void {
+    this.log.replaceChildren();
+    this.setSafety(null);
+  }
+
+  setSafety(code: string | null, problem?: string): void {
+    this.safety.replaceChildren();
+    if (problem) this.safety.textContent = problem;
+    else if (!code) this.safety.textContent = 'Setting up encryption…';
+    else {
+      this.safety.append('End-to-end encrypted. Safety code ');
+      const c = element('code', '', code);
+      c.id = 'safety-code';
+      this.safety.append(c, ' (compare it with your partner to rule out interception)');
+    }
+  }
+
+  setTyping(on: boolean): void {
+    this.typing.hidden = !on;
+  }
+
+  notice(text: string): void {
+    this.#append(element('li', 'notice', text), 'notice');
+  }
+
+  own(text: string, status: Delivery): OwnMessage {
+    const li = element('li', 'msg');
+    const meta = element('span', 'meta');
+    li.append(element('div', 'text', text), meta);
+    this.#append(li, 'me');
+    return new OwnMessage(li, meta, status);
+  }
+
+  theirs(text: string, ts: number, warning?: string): void {
+    const li = element('li', warning ? 'msg warn' : 'msg');
+    const meta = element('span', 'meta', warning ? `${clock(ts)} · ${warning}` : clock(ts));
+    li.append(element('div', 'text', text), meta);
+    this.#append(li, 'them');
+  }
+
+  /** A message that arrived but must not be shown as text (tampered, replayed, undecryptable). */
+  failed(reason: string): void {
+    const li = element('li', 'msg bad');
+    li.append(element('div', 'text', 'A message could not be shown.'), element('span', 'meta', reason));
+    this.#append(li, 'them');
+  }
+
+  #append(li: HTMLLIElement, from: 'me' | 'them' | 'notice'): void {
+    li.dataset.from = from;
+    const log = this.log;
+    const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+    log.append(li);
+    if (atEnd || from === 'me') li.scrollIntoView({ block: 'end' });
+  }
+}
