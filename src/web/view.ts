@@ -110,7 +110,7 @@ export class View {
       this.safety.append('End-to-end encrypted. Safety code ');
       const c = element('code', '', code);
       c.id = 'safety-code';
-      this.safety.append(c, ' (compare it with your partner to rule out interception)');
+      this.safety.append(c, ' (compare it with your partner to rule out a middleman)');
     }
   }
 
