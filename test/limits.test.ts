@@ -172,6 +172,7 @@ t.test('a socket that stops answering is closed by the idle timeout (the partner
   b.ws.pause();
   const started = Date.now();
   t.same(await a.next('partner', 20_000), { type: 'partner', state: 'away' });
-  t.ok(Date.now() - started >= 7000, 'not before the idle timeout');
+  // uWS checks timeouts on a 4 s tick, so the close comes between 4 s and 8 s after b's last frame.
+  t.ok(Date.now() - started >= 4000, 'not before the idle timeout (less its 4 s tick)');
   t.equal(srv.server.relay.connections, 1);
 });
