@@ -499,6 +499,7 @@ class ChatApp {
     this.#pending = [];
     this.#pendingText.clear();
     for (const m of this.#mine.values()) if (m.seq === 0) m.view.set('failed');
+    this.#view.setSafety(null, 'This chat is over. Its keys were deleted from this page.');
     this.#view.notice(text);
     this.#view.chatOpen(false);
     this.#attention.alert('ended');
