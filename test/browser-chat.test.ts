@@ -121,7 +121,16 @@ t.test('invite a friend: the link pairs exactly those two, once', async (t) => {
   const note = late.page.locator('#home-note');
   await note.filter({ hasText: 'no longer works' }).waitFor();
   t.ok(await late.page.locator('#start').isVisible(), 'a used link offers a random chat instead');
-  for (const p of [a, friend, stranger]) t.same(p.problems, []);
+  // A link pasted into an open page changes only the fragment: the page follows it without a reload.
+  const host = await openPage(browser, `${srv.http}/`);
+  await waitForStatus(host.page, 'Connected');
+  await host.page.locator('#invite').click();
+  const link2 = await host.page.locator('#invite-link').inputValue();
+  await waitForStatus(late.page, 'Connected');
+  await late.page.goto(link2);
+  await waitForStatus(late.page, 'end-to-end encrypted');
+  await waitForStatus(host.page, 'end-to-end encrypted');
+  for (const p of [a, friend, stranger, host, late]) t.same(p.problems, []);
 });
 
 t.test('block and report end the chat in one click and never rematch the pair', async (t) => {

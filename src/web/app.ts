@@ -108,14 +108,24 @@ class ChatApp {
     this.#wireControls();
     this.#client.on('*', (frame) => this.#onFrame(frame));
     this.#client.onClosed((close) => this.#onClosed(close.code));
-    const invite = /^#invite=([0-9A-Za-z-]{4,32})$/.exec(location.hash);
-    if (invite?.[1]) {
-      // Take the code out of the address bar so it is not bookmarked or shared by accident.
-      history.replaceState(null, '', location.pathname);
-      this.#inviteCode = invite[1];
-      this.#phase = 'joining';
-    }
+    this.#joinFromAddress();
+    // Pasting an invite link into the address bar of this very page changes only the fragment: no reload.
+    window.addEventListener('hashchange', () => this.#joinFromAddress());
     this.#connect();
+  }
+
+  /** Follows an invite link (`#invite=CODE`); the first welcome sends the join if not connected yet. */
+  #joinFromAddress(): void {
+    const code = /^#invite=([0-9A-Za-z-]{4,32})$/.exec(location.hash)?.[1];
+    if (!code) return;
+    // Take the code out of the address bar so it is not bookmarked or shared by accident.
+    history.replaceState(null, '', location.pathname);
+    if (this.#phase === 'chatting') return;
+    if (this.#phase === 'looking' || this.#phase === 'inviting') this.#client.send({ type: 'cancel' });
+    this.#inviteCode = code;
+    this.#phase = 'joining';
+    this.#client.send({ type: 'join', code });
+    this.#render();
   }
 
   // ---- connection --------------------------------------------------------
