@@ -1,0 +1,83 @@
+// Server processes for the bench: start one relay (ours or a peer) on a free
+// port, wait for it to listen, and read its CPU time and RSS from /proc (Linux),
+// which costs the server nothing and works the same for every relay.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const TICKS_PER_SECOND = 100;
+const PAGE_BYTES = 4096;
+
+export const RELAYS = {
+  ours: {
+    label: 'ours (uWebSockets.js)',
+    transport: 'ws',
+    command: ['node', `${ROOT}dist/src/main.js`],
+    // Limits opened up so the bench measures the relay, not its abuse protection.
+    env: {
+      LOG_LEVEL: 'warn',
+      MAX_CONNECTIONS_PER_ADDRESS: '0',
+      RATE_LIMIT_PER_SEC: '1000000',
+      RATE_LIMIT_BURST: '1000000',
+      FLOOD_CLOSE_AFTER: '1000000',
+      MAX_ERRORS_PER_MINUTE: '1000000',
+      MAX_QUEUE_LENGTH: '1000000',
+      IDLE_TIMEOUT_S: '120',
+    },
+  },
+  ws: { label: 'ws peer', transport: 'ws', command: ['node', `${ROOT}bench/peers/ws-relay.mjs`], env: {} },
+  socketio: {
+    label: 'Socket.IO peer',
+    transport: 'socketio',
+    command: ['node', `${ROOT}bench/peers/socketio-relay.mjs`],
+    env: {},
+  },
+};
+
+export async function startRelay(name, port) {
+  const relay = RELAYS[name];
+  const [cmd, ...args] = relay.command;
+  const child = spawn(cmd, args, {
+    env: { ...process.env, ...relay.env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // Ready once it answers HTTP at all (ours: /healthz 200; the peers: 404).
+  let exited = null;
+  child.once('exit', (code) => {
+    exited = code;
+  });
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (exited !== null) throw new Error(`${name} exited with ${exited}`);
+    if (Date.now() > deadline) throw new Error(`${name} did not start`);
+    try {
+      await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  child.stdout.resume();
+  return {
+    name,
+    url: `ws://127.0.0.1:${port}/ws`,
+    http: `http://127.0.0.1:${port}`,
+    pid: child.pid,
+    sample: () => sample(child.pid),
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', resolve);
+        child.kill('SIGKILL');
+      }),
+  };
+}
+
+/** CPU seconds used so far and resident memory in bytes. */
+export function sample(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  const rssBytes = Number(fields[21]) * PAGE_BYTES;
+  return { cpuSeconds, rssBytes };
+}

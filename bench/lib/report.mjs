@@ -1,0 +1,172 @@
+// Turns results.json into the Markdown report with its SVG plots: our figures
+// against the issue's targets, and ratios ours / peer for the same run.
+import { barChart, lineChart } from './svg.mjs';
+
+const NAMES = { ours: 'ours (uWebSockets.js)', ws: 'ws peer', socketio: 'Socket.IO peer' };
+const n = (v) => (v === undefined || Number.isNaN(v) ? 'n/a' : Math.round(v).toLocaleString('en-US'));
+const ms = (v) => (v === undefined ? 'n/a' : v < 10 ? v.toFixed(2) : v.toFixed(0));
+const ratio = (a, b) => (a && b ? a / b : undefined);
+
+function headline(r) {
+  const last = r.capacity.steps.at(-1);
+  return {
+    sessions: r.capacity.maxSessions,
+    rssPerSession: last?.rssPerSessionBytes,
+    perCpuSecond: r.throughput.closed[64]?.perServerCpuSecond,
+    maxRate: r.throughput.closed[64]?.rate,
+    p99Fixed: r.throughput.fixed.latencyMs.p99,
+    setup: Math.max(...r.capacity.steps.map((s) => s.setupPerSec)),
+    stormMs: r.storm.ms,
+    stormAll: r.storm.resumed === r.storm.clients,
+  };
+}
+
+export function report(results) {
+  const names = Object.keys(results.relays);
+  const H = Object.fromEntries(names.map((k) => [k, headline(results.relays[k])]));
+  const o = H.ours;
+  const lines = [];
+  const row = (...cells) => lines.push(`| ${cells.join(' | ')} |`);
+  lines.push(`# Benchmark results (${results.mode} run)`, '');
+  lines.push(
+    `Run on ${results.date} on ${results.machine.cpus}, ${results.machine.memoryGiB} GiB, Node ${results.machine.node}, ` +
+      `${results.machine.fileLimit} open files per process. Everything on loopback; the generator shares the machine's cores ` +
+      'with the relay, and its own CPU share is reported. Regenerate with `npm run bench` (full) or `npm run bench -- --quick`.',
+    '',
+  );
+  if (o) {
+    lines.push('## Our relay against the targets', '');
+    row('figure', 'target', 'measured', 'met');
+    row('---', '---', '---', '---');
+    const t = (label, target, value, ok) => row(label, target, value, ok === undefined ? 'n/a' : ok ? 'yes' : '**no**');
+    t(
+      'concurrent paired sessions, one process',
+      '≥ 19,500 held',
+      `${n(o.sessions)} held ${results.profile.holdMs / 1000} s`,
+      o.sessions >= 19500,
+    );
+    t('server RSS per idle paired session', '≤ 1.5 KB', `${n(o.rssPerSession)} B`, o.rssPerSession <= 1536);
+    t('relayed 64 B messages per server CPU-second', '≥ 130,000', n(o.perCpuSecond), o.perCpuSecond >= 130000);
+    t(`p99 latency at ${n(results.profile.fixedRate)} msg/s`, '≤ 2 ms', `${ms(o.p99Fixed)} ms`, o.p99Fixed <= 2);
+    t('session setup (connect, hello, welcome)', '≥ 15,000/s', `${n(o.setup)}/s`, o.setup >= 15000);
+    t(
+      `resume storm, ${n(results.relays.ours.storm.clients)} clients`,
+      'all within 5 s',
+      `${o.stormAll ? 'all' : 'not all'} in ${n(o.stormMs)} ms`,
+      o.stormAll && o.stormMs <= 5000,
+    );
+    lines.push('');
+  }
+  const peers = names.filter((k) => k !== 'ours');
+  if (o && peers.length > 0) {
+    lines.push('## Ours against the peers (same run, same generator)', '');
+    row('figure', ...peers.map((p) => `ours / ${NAMES[p]}`), 'target');
+    row('---', ...peers.map(() => '---'), '---');
+    row(
+      'memory per session (peer / ours: higher is better for us)',
+      ...peers.map((p) => ms(ratio(H[p].rssPerSession, o.rssPerSession))),
+      '≥ 3x ws, ≥ 9x Socket.IO',
+    );
+    row('max sessions held', ...peers.map((p) => ms(ratio(o.sessions, H[p].sessions))), '');
+    row(
+      '64 B msgs per server CPU-second',
+      ...peers.map((p) => ms(ratio(o.perCpuSecond, H[p].perCpuSecond))),
+      '≥ 1.5x ws, ≥ 3x Socket.IO',
+    );
+    row(
+      `p99 at ${n(results.profile.fixedRate)} msg/s (peer / ours)`,
+      ...peers.map((p) => ms(ratio(H[p].p99Fixed, o.p99Fixed))),
+      '',
+    );
+    row('session setup rate', ...peers.map((p) => ms(ratio(o.setup, H[p].setup))), '≥ 2x ws');
+    lines.push('', '![ours vs peers](./ratios.svg)', '');
+  }
+  lines.push('## Capacity: paired, idle-but-pinging sessions', '');
+  row('relay', 'sessions', 'setup/s', 'pairing ms', 'RSS MB', 'RSS per session B', 'errors');
+  row('---', '---', '---', '---', '---', '---', '---');
+  for (const k of names)
+    for (const s of results.relays[k].capacity.steps)
+      row(
+        NAMES[k],
+        n(s.sessions),
+        n(s.setupPerSec),
+        n(s.pairMs),
+        n(s.rssBytes / 2 ** 20),
+        n(s.rssPerSessionBytes),
+        n(s.errors),
+      );
+  lines.push('', '![sessions vs RSS](./sessions-rss.svg)', '');
+  lines.push('## Throughput (closed loop, 16 in flight per sender) and latency', '');
+  row('relay', 'size B', 'msg/s', 'per server CPU-s', 'server CPU', 'generator CPU', 'p50 ms', 'p99 ms', 'p99.9 ms');
+  row('---', '---', '---', '---', '---', '---', '---', '---', '---');
+  for (const k of names)
+    for (const [size, r] of Object.entries(results.relays[k].throughput.closed))
+      row(
+        NAMES[k],
+        size,
+        n(r.rate),
+        n(r.perServerCpuSecond),
+        `${(r.serverCpuShare * 100).toFixed(0)}%`,
+        `${(r.generatorCpuShare * 100).toFixed(0)}%`,
+        ms(r.latencyMs.p50),
+        ms(r.latencyMs.p99),
+        ms(r.latencyMs.p999),
+      );
+  lines.push('', 'Open loop, 64 B (rate offered as a share of the closed-loop maximum, and the fixed rate):', '');
+  row('relay', 'offered msg/s', 'delivered msg/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'generator CPU');
+  row('---', '---', '---', '---', '---', '---', '---', '---');
+  for (const k of names) {
+    const t = results.relays[k].throughput;
+    for (const r of [...t.open, t.fixed])
+      row(
+        NAMES[k],
+        n(r.offered),
+        n(r.rate),
+        ms(r.latencyMs.p50),
+        ms(r.latencyMs.p90),
+        ms(r.latencyMs.p99),
+        ms(r.latencyMs.p999),
+        `${(r.generatorCpuShare * 100).toFixed(0)}%`,
+      );
+  }
+  lines.push('', '![throughput vs latency](./throughput-latency.svg)', '');
+  lines.push('## Resume storm', '');
+  row('relay', 'clients', 'resumed with all missed messages', 'time ms');
+  row('---', '---', '---', '---');
+  for (const k of names) {
+    const s = results.relays[k].storm;
+    row(NAMES[k], n(s.clients), n(s.resumed), n(s.ms));
+  }
+  lines.push('');
+  const charts = {
+    'sessions-rss.svg': lineChart({
+      title: 'Server RSS vs paired sessions',
+      xLabel: 'paired sessions',
+      yLabel: 'RSS (MB)',
+      series: names.map((k) => ({
+        name: NAMES[k],
+        points: results.relays[k].capacity.steps.map((s) => [s.sessions, s.rssBytes / 2 ** 20]),
+      })),
+    }),
+    'throughput-latency.svg': lineChart({
+      title: 'p99 latency vs delivered rate (64 B, open loop)',
+      xLabel: 'delivered msg/s',
+      yLabel: 'p99 latency (ms)',
+      series: names.map((k) => ({
+        name: NAMES[k],
+        points: results.relays[k].throughput.open.map((r) => [r.rate, r.latencyMs.p99]),
+      })),
+    }),
+  };
+  if (o && peers.length > 0)
+    charts['ratios.svg'] = barChart({
+      title: 'Ours relative to each peer (> 1: ours is better)',
+      bars: peers.flatMap((p) => [
+        { label: `memory/session vs ${NAMES[p]}`, value: ratio(H[p].rssPerSession, o.rssPerSession) ?? 0 },
+        { label: `msgs per CPU-s vs ${NAMES[p]}`, value: ratio(o.perCpuSecond, H[p].perCpuSecond) ?? 0 },
+        { label: `p99 latency vs ${NAMES[p]}`, value: ratio(H[p].p99Fixed, o.p99Fixed) ?? 0 },
+        { label: `setup rate vs ${NAMES[p]}`, value: ratio(o.setup, H[p].setup) ?? 0 },
+      ]),
+    });
+  return { markdown: `${lines.join('\n')}\n`, charts };
+}

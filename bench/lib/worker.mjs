@@ -1,0 +1,285 @@
+// A load-generator process: holds many protocol v1 clients from one source
+// address and runs the phases the orchestrator (run.mjs) asks for over IPC.
+// Lean on purpose: no typed-client bookkeeping, acks batched per tick, and
+// latency read from a monotonic timestamp in the body (process.hrtime is the
+// same clock in every process on the machine). It reports its own CPU time.
+import hdr from 'hdr-histogram-js';
+import { openSocket } from './transport.mjs';
+
+const TICK_MS = 10;
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+class Client {
+  constructor(worker) {
+    this.w = worker;
+    this.socket = null;
+    this.id = null;
+    this.token = null;
+    this.matched = false;
+    this.lastSeq = 0;
+    this.ackedSeq = 0;
+    this.deaf = false; // drops what arrives, as a client that never read it
+    this.inFlight = 0;
+    this.counter = 0;
+    this.onWelcome = null;
+    this.onMatched = null;
+  }
+
+  async connect(resume) {
+    this.socket = await openSocket(
+      this.w.transport,
+      this.w.url,
+      this.w.localAddress,
+      (text) => this.receive(text),
+      () => {
+        this.socket = null;
+      },
+    );
+    const welcomed = new Promise((resolve) => {
+      this.onWelcome = resolve;
+    });
+    const hello = { type: 'hello', v: 1 };
+    if (resume && this.id) hello.resume = { id: this.id, token: this.token, lastSeq: this.lastSeq };
+    this.socket.send(JSON.stringify(hello));
+    return welcomed;
+  }
+
+  send(frame) {
+    this.socket?.send(JSON.stringify(frame));
+  }
+
+  message(bodySize) {
+    this.inFlight++;
+    this.w.sent++;
+    const stamp = now().toFixed(3);
+    this.send({ type: 'msg', id: `m${this.counter++}`, body: stamp.padEnd(bodySize, '.') });
+  }
+
+  receive(text) {
+    if (this.deaf) return;
+    const f = JSON.parse(text);
+    switch (f.type) {
+      case 'welcome':
+        this.id = f.id;
+        this.token = f.token;
+        this.onWelcome?.(f);
+        return;
+      case 'matched':
+        this.matched = true;
+        this.lastSeq = 0;
+        this.ackedSeq = 0;
+        this.onMatched?.();
+        return;
+      case 'sent':
+        this.inFlight--;
+        if (this.w.closedLoop) this.w.refill(this);
+        return;
+      case 'msg':
+        if (f.seq <= this.lastSeq) return;
+        this.lastSeq = f.seq;
+        this.w.received++;
+        if (this.w.recording)
+          this.w.histogram.recordValue(Math.max(1, Math.round((now() - Number.parseFloat(f.body)) * 1000)));
+        this.w.toAck.add(this);
+        this.w.onDelivered?.(this);
+        return;
+      case 'error':
+        this.w.errors++;
+        return;
+    }
+  }
+}
+
+class Worker {
+  clients = [];
+  sent = 0;
+  received = 0;
+  errors = 0;
+  recording = false;
+  closedLoop = false;
+  toAck = new Set();
+  histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+
+  constructor() {
+    // Acks are batched per tick, like a real client that acks after each read batch.
+    setInterval(() => {
+      for (const c of this.toAck) {
+        if (c.lastSeq > c.ackedSeq) {
+          c.ackedSeq = c.lastSeq;
+          c.send({ type: 'ack', seq: c.lastSeq });
+        }
+      }
+      this.toAck.clear();
+    }, TICK_MS).unref();
+  }
+
+  async connect({ count, concurrency }) {
+    const started = now();
+    let next = 0;
+    const one = async () => {
+      while (next < count) {
+        next++;
+        const c = new Client(this);
+        try {
+          await c.connect(false);
+          this.clients.push(c);
+        } catch {
+          this.errors++;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, one));
+    return { connected: this.clients.length, ms: now() - started };
+  }
+
+  async find() {
+    const started = now();
+    const waiting = this.clients.filter((c) => !c.matched);
+    await Promise.all(
+      waiting.map(
+        (c) =>
+          new Promise((resolve) => {
+            c.onMatched = resolve;
+            c.send({ type: 'find' });
+          }),
+      ),
+    );
+    return { matched: this.clients.filter((c) => c.matched).length, ms: now() - started };
+  }
+
+  /** Idle-but-alive: every client pings once per `everyMs`, spread over the interval. */
+  async hold({ ms, everyMs }) {
+    const timers = this.clients.map((c, i) =>
+      setTimeout(
+        () => {
+          c.send({ type: 'ping' });
+          c.timer = setInterval(() => c.send({ type: 'ping' }), everyMs);
+        },
+        (i * everyMs) / this.clients.length,
+      ),
+    );
+    await new Promise((r) => setTimeout(r, ms));
+    for (const t of timers) clearTimeout(t);
+    for (const c of this.clients) clearInterval(c.timer);
+    return { alive: this.clients.filter((c) => c.socket).length };
+  }
+
+  /**
+   * Chat traffic for `ms`: closed loop keeps `window` unconfirmed messages per sender;
+   * open loop sends `rate` messages per second in total, spread over the senders.
+   */
+  async traffic({ ms, warmupMs, size, window, rate, senders }) {
+    const active = this.clients.filter((c) => c.matched && c.socket).slice(0, senders ?? Infinity);
+    this.histogram.reset();
+    this.sent = this.received = 0;
+    this.closedLoop = rate === undefined;
+    this.size = size;
+    this.window = window;
+    const cpu0 = process.cpuUsage();
+    let timer;
+    if (this.closedLoop) for (const c of active) this.refill(c);
+    else {
+      let due = 0;
+      let i = 0;
+      timer = setInterval(() => {
+        due += (rate * TICK_MS) / 1000;
+        for (; due >= 1; due--) active[i++ % active.length].message(size);
+      }, TICK_MS);
+    }
+    await new Promise((r) => setTimeout(r, warmupMs));
+    const start = { sent: this.sent, received: this.received, t: now() };
+    this.histogram.reset();
+    this.recording = true;
+    await new Promise((r) => setTimeout(r, ms));
+    this.recording = false;
+    const end = { sent: this.sent, received: this.received, t: now() };
+    this.closedLoop = false;
+    clearInterval(timer);
+    await new Promise((r) => setTimeout(r, 300));
+    const cpu = process.cpuUsage(cpu0);
+    return {
+      seconds: (end.t - start.t) / 1000,
+      received: end.received - start.received,
+      histogram: hdr.encodeIntoCompressedBase64(this.histogram),
+      cpuMs: (cpu.user + cpu.system) / 1000,
+    };
+  }
+
+  refill(c) {
+    while (c.inFlight < this.window && this.closedLoop && c.socket) c.message(this.size);
+  }
+
+  /** Resume storm, part 1: every client sends `messages`, while all of them stop reading; then all drop. */
+  async stormDrop({ messages }) {
+    for (const c of this.clients) {
+      c.deaf = true;
+      c.lastSeq = 0;
+    }
+    for (const c of this.clients) for (let i = 0; i < messages; i++) c.message(16);
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const c of this.clients) c.socket?.close();
+    return { dropped: this.clients.length };
+  }
+
+  /** Part 2: all resume at once; resolves when every client has all `messages` from its partner. */
+  async stormResume({ messages, concurrency }) {
+    const started = now();
+    let done = 0;
+    const waiting = new Set(this.clients);
+    const finished = new Promise((resolve) => {
+      this.onDelivered = (c) => {
+        if (c.lastSeq >= messages && waiting.delete(c)) done++;
+        if (waiting.size === 0) resolve();
+      };
+    });
+    for (const c of this.clients) c.deaf = false;
+    let next = 0;
+    const list = [...this.clients];
+    const one = async () => {
+      while (next < list.length) {
+        const c = list[next++];
+        try {
+          await c.connect(true);
+        } catch {
+          this.errors++;
+          waiting.delete(c);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, one));
+    const timeout = new Promise((r) => setTimeout(r, 30_000));
+    await Promise.race([finished, timeout]);
+    this.onDelivered = null;
+    return { resumed: done, of: list.length, ms: now() - started };
+  }
+
+  close() {
+    for (const c of this.clients) c.socket?.close();
+    this.clients = [];
+    return {};
+  }
+}
+
+let worker;
+process.on('message', async ({ id, cmd, args }) => {
+  try {
+    if (cmd === 'init') {
+      worker = new Worker();
+      Object.assign(worker, args);
+      return process.send({ id, result: {} });
+    }
+    const result = await worker[cmd](args);
+    process.send({ id, result: { ...result, errors: worker.errors, workerCpuMs: cpuMs() } });
+  } catch (err) {
+    process.send({ id, error: String(err?.stack ?? err) });
+  }
+});
+
+function cpuMs() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}

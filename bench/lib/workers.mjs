@@ -1,0 +1,47 @@
+// A pool of generator processes, one per source address 127.0.0.x, each
+// holding its share of the clients (one process may hold at most ~19k sockets).
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const WORKER = fileURLToPath(new URL('./worker.mjs', import.meta.url));
+
+export class WorkerPool {
+  constructor(count) {
+    this.workers = Array.from({ length: count }, (_, i) => {
+      const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      return { child, address: `127.0.0.${i + 2}`, pending: new Map(), seq: 0 };
+    });
+    for (const w of this.workers)
+      w.child.on('message', ({ id, result, error }) => {
+        const p = w.pending.get(id);
+        w.pending.delete(id);
+        if (error) p?.reject(new Error(error));
+        else p?.resolve(result);
+      });
+  }
+
+  #call(w, cmd, args) {
+    const id = w.seq++;
+    return new Promise((resolve, reject) => {
+      w.pending.set(id, { resolve, reject });
+      w.child.send({ id, cmd, args });
+    });
+  }
+
+  /** Runs `cmd` on every worker; `args` may be a function of the worker index. */
+  all(cmd, args = {}) {
+    return Promise.all(this.workers.map((w, i) => this.#call(w, cmd, typeof args === 'function' ? args(i) : args)));
+  }
+
+  init(relay) {
+    return this.all('init', (i) => ({
+      url: relay.url,
+      transport: relay.transport,
+      localAddress: this.workers[i].address,
+    }));
+  }
+
+  stop() {
+    for (const w of this.workers) w.child.kill('SIGKILL');
+  }
+}
