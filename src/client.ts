@@ -129,6 +129,11 @@ export class RelayClient {
     return out !== undefined;
   }
 
+  /** Forgets an unconfirmed message the server refused for good, so a resume does not send it again. */
+  discard(id: string): void {
+    this.#unconfirmed.delete(id);
+  }
+
   get unconfirmed(): number {
     return this.#unconfirmed.size;
   }

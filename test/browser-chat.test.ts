@@ -73,9 +73,17 @@ t.test('Next leaves and finds someone new; the one left behind is told', async (
   const srv = await startTestServer();
   t.teardown(srv.close);
   const [a, b] = await matchedPages(browser, `${srv.http}/`);
+  // Last words right before leaving still arrive, before the "left" notice.
+  await send(a.page, 'last words');
   await a.page.locator('#next').click();
   await waitForStatus(a.page, 'Looking');
   await b.page.locator('#log .notice', { hasText: 'The stranger left the chat.' }).waitFor();
+  t.same(await messages(b.page, 'them'), ['last words'], 'the message sent just before Next is shown');
+  t.equal(
+    await b.page.locator('#log li').last().innerText(),
+    'The stranger left the chat.',
+    'and the notice comes after it',
+  );
   await waitForStatus(b.page, 'Chat over');
   t.ok(await b.page.locator('#again').isVisible(), 'b is offered a new chat');
   t.ok(await b.page.locator('#composer').isHidden(), 'and can no longer type into the old one');
@@ -125,6 +133,7 @@ t.test('invite a friend: the link pairs exactly those two, once', async (t) => {
   const host = await openPage(browser, `${srv.http}/`);
   await waitForStatus(host.page, 'Connected');
   await host.page.locator('#invite').click();
+  await waitForStatus(host.page, 'Waiting for your friend');
   const link2 = await host.page.locator('#invite-link').inputValue();
   await waitForStatus(late.page, 'Connected');
   await late.page.goto(link2);

@@ -19,6 +19,7 @@ t.test('a raw peer sees only ciphertext and derives the same safety code', async
   const a = await openPage(browser, `${srv.http}/`);
   await waitForStatus(a.page, 'Connected');
   await a.page.locator('#invite').click();
+  await waitForStatus(a.page, 'Waiting for your friend');
   const link = await a.page.locator('#invite-link').inputValue();
   const code = link.split('#invite=')[1] ?? '';
 

@@ -17,7 +17,7 @@ import {
   type WelcomeFrame,
 } from '../protocol.js';
 import { Attention } from './attention.js';
-import { type Delivery, type OwnMessage, type Screen, type Tone, View } from './view.js';
+import { byId, type Delivery, type OwnMessage, type Screen, type Tone, View } from './view.js';
 
 const RECONNECT: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -67,6 +67,8 @@ class ChatApp {
   #resumeWindowMs = 0;
   #interests: string[] = [];
   #inviteCode: string | null = null;
+  /** Chats I left (and how), in case the frame went into a socket that was already dead. */
+  readonly #left = new Map<string, 'leave' | 'block' | 'report'>();
   // ---- per chat
   #chatId: string | null = null;
   #partnerAway = false;
@@ -218,6 +220,8 @@ class ChatApp {
         if (mine) {
           mine.seq = frame.seq;
           this.#advance(mine, 'sent');
+          // Receipts may have arrived (in a resumed welcome) before this confirmation.
+          this.#receipts(this.#deliveredSeq, this.#readSeq);
         }
         return;
       }
@@ -232,9 +236,12 @@ class ChatApp {
         if (this.#partnerAway) this.#view.setTyping(false);
         return this.#render();
       case 'ended':
-        // Endings I caused were already shown when I clicked.
-        if (frame.reason.startsWith('you_') && this.#phase !== 'chatting') return;
-        return this.#endChat(END_TEXT[frame.reason]);
+        // After the messages that came before it have been decrypted and shown.
+        return this.#inOrder(async () => {
+          // Endings I caused were already shown when I clicked.
+          if (frame.reason.startsWith('you_') && this.#phase !== 'chatting') return;
+          this.#endChat(END_TEXT[frame.reason]);
+        });
       case 'error':
         return this.#onError(frame);
       case 'pong':
@@ -248,6 +255,8 @@ class ChatApp {
 
   #onWelcome(w: WelcomeFrame): void {
     clearTimeout(this.#connectTimer);
+    // A hung attempt that succeeded late must not be torn down by the retry it had scheduled.
+    clearTimeout(this.#retryTimer);
     this.#attempt = 0;
     this.#welcomed = true;
     this.#limits = w.limits;
@@ -267,7 +276,18 @@ class ChatApp {
       }
       // Resumed, but the chat ended while I was away: an `ended` frame follows.
     }
-    if (w.state === 'idle') {
+    let serverState = w.state;
+    const left = w.chat ? this.#left.get(w.chat.id) : undefined;
+    if (w.resumed && left) {
+      // I left that chat on a socket that was already dead; say it again.
+      this.#client.send({ type: left });
+      serverState = 'idle';
+    } else if (w.resumed && w.chat && w.chat.id !== this.#chatId) {
+      // The server paired me while my socket was silently dead: the `matched` frame never arrived.
+      this.#dropChat();
+      this.#beginChat(w.chat.id, w.chat.interests);
+    }
+    if (serverState === 'idle') {
       // I was waiting when the link dropped; the server forgot that, I did not.
       if (this.#phase === 'looking') this.#client.send({ type: 'find', interests: this.#interests });
       if ((this.#phase === 'inviting' || this.#phase === 'joining') && this.#inviteCode)
@@ -282,7 +302,10 @@ class ChatApp {
       const mine = this.#mine.get(id);
       if (!mine) return;
       if (f.code === 'rate_limited') setTimeout(() => this.#client.retry(id), f.retryAfterMs ?? 1000);
-      else mine.view.set('failed', `Not sent: ${f.message}`);
+      else {
+        this.#client.discard(id);
+        mine.view.set('failed', `Not sent: ${f.message}`);
+      }
       return;
     }
     switch (f.code) {
@@ -384,7 +407,6 @@ class ChatApp {
     this.#view.chatOpen(true);
     this.#render();
     this.#view.text.focus();
-    this.#attention.alert('matched');
     const maxBody = this.#limits?.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const cipher = ChatCipher.create(maxBody);
     this.#cipher = cipher;
@@ -395,6 +417,7 @@ class ChatApp {
       },
       () => this.#view.setSafety(null, 'This browser cannot encrypt (WebCrypto is unavailable).'),
     );
+    this.#attention.alert('matched');
   }
 
   #inOrder(step: (chatId: string | null) => Promise<void>): void {
@@ -453,6 +476,7 @@ class ChatApp {
     this.#stopTyping();
     const view = this.#view.own(text, this.#keysReady && this.#client.connected ? 'sending' : 'queued');
     if (!this.#keysReady) {
+      if (this.#client.connected) view.set('queued', "Waiting for the stranger's key");
       this.#pending.push(view);
       this.#pendingText.set(view, text);
       return;
@@ -502,6 +526,16 @@ class ChatApp {
   #endChat(text: string): void {
     if (this.#phase !== 'chatting') return;
     this.#phase = 'ended';
+    this.#dropChat();
+    this.#view.notice(text);
+    this.#view.chatOpen(false);
+    this.#render();
+    byId('again').focus();
+    this.#attention.alert('ended');
+  }
+
+  /** Forgets the current chat's keys and marks what was not sent. */
+  #dropChat(): void {
     this.#chatId = null;
     this.#cipher = null;
     this.#keysReady = false;
@@ -510,13 +544,10 @@ class ChatApp {
     this.#pendingText.clear();
     for (const m of this.#mine.values()) if (m.seq === 0) m.view.set('failed');
     this.#view.setSafety(null, 'This chat is over. Its keys were deleted from this page.');
-    this.#view.notice(text);
-    this.#view.chatOpen(false);
-    this.#attention.alert('ended');
-    this.#render();
   }
 
   #leave(frame: 'leave' | 'block' | 'report', reason: EndReason): void {
+    if (this.#chatId) this.#left.set(this.#chatId, frame);
     this.#client.send({ type: frame });
     this.#endChat(END_TEXT[reason]);
   }
@@ -563,7 +594,9 @@ class ChatApp {
     click('invite', (b) => void this.#invite(b));
     click('cancel', () => this.#cancelWaiting());
     click('next', () => {
+      if (this.#chatId) this.#left.set(this.#chatId, 'leave');
       this.#client.send({ type: 'leave' });
+      this.#dropChat();
       this.#find();
     });
     click('leave', () => this.#leave('leave', 'you_left'));
@@ -650,6 +683,7 @@ class ChatApp {
       this.#view.waiting(title, link);
     } else this.#view.show(screen);
     const canAct = this.#phase === 'chatting' && this.#link === 'online';
+    if (this.#link === 'fatal') this.#view.chatOpen(false);
     for (const id of ['next', 'leave', 'block', 'report'])
       (document.getElementById(id) as HTMLButtonElement).disabled = !canAct;
   }

@@ -35,7 +35,11 @@ export class Attention {
     this.#unread++;
     const text = { matched: 'You are now chatting', message: 'New message', ended: 'Chat ended' }[what];
     document.title = `(${this.#unread}) ${text} · ${BASE_TITLE}`;
-    if (this.systemNotifications && this.supported && Notification.permission === 'granted')
+    if (!this.systemNotifications || !this.supported || Notification.permission !== 'granted') return;
+    try {
       new Notification(BASE_TITLE, { body: text, tag: 'anon-chat' });
+    } catch {
+      // Android Chrome only allows notifications from a service worker; the title still tells.
+    }
   }
 }
