@@ -4,7 +4,15 @@
  * the Next, invite, block and report flows.
  */
 import t from 'tap';
-import { launchBrowser, matchedPages, messages, openPage, send, waitForStatus } from './fixtures/browser.js';
+import {
+  invitingPage,
+  launchBrowser,
+  matchedPages,
+  messages,
+  openPage,
+  send,
+  waitForStatus,
+} from './fixtures/browser.js';
 import { startTestServer } from './fixtures/server.js';
 
 const browser = await launchBrowser();
@@ -102,11 +110,8 @@ t.test('Next leaves and finds someone new; the one left behind is told', async (
 t.test('invite a friend: the link pairs exactly those two, once', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const a = await openPage(browser, `${srv.http}/`);
-  await waitForStatus(a.page, 'Connected');
-  await a.page.locator('#invite').click();
-  await waitForStatus(a.page, 'Waiting for your friend');
-  const link = await a.page.locator('#invite-link').inputValue();
+  const a = await invitingPage(browser, `${srv.http}/`);
+  const link = a.link;
   t.match(link, new RegExp(`^${srv.http}/#invite=[0-9A-Z]{10}$`));
 
   // A stranger pressing Start is not paired with the inviter.
@@ -130,11 +135,8 @@ t.test('invite a friend: the link pairs exactly those two, once', async (t) => {
   await note.filter({ hasText: 'no longer works' }).waitFor();
   t.ok(await late.page.locator('#start').isVisible(), 'a used link offers a random chat instead');
   // A link pasted into an open page changes only the fragment: the page follows it without a reload.
-  const host = await openPage(browser, `${srv.http}/`);
-  await waitForStatus(host.page, 'Connected');
-  await host.page.locator('#invite').click();
-  await waitForStatus(host.page, 'Waiting for your friend');
-  const link2 = await host.page.locator('#invite-link').inputValue();
+  const host = await invitingPage(browser, `${srv.http}/`);
+  const link2 = host.link;
   await waitForStatus(late.page, 'Connected');
   await late.page.goto(link2);
   await waitForStatus(late.page, 'end-to-end encrypted');

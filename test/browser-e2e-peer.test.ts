@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { ChatCipher, E2E_KIND, fromBase64Url, KEY_KIND, toBase64Url } from '../src/e2e.js';
-import { launchBrowser, messages, openPage, send, waitForStatus } from './fixtures/browser.js';
+import { invitingPage, launchBrowser, messages, send, waitForStatus } from './fixtures/browser.js';
 import { startTestServer } from './fixtures/server.js';
 import { TestClient } from './fixtures/ws-client.js';
 
@@ -16,12 +16,8 @@ t.teardown(() => browser.close());
 t.test('a raw peer sees only ciphertext and derives the same safety code', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const a = await openPage(browser, `${srv.http}/`);
-  await waitForStatus(a.page, 'Connected');
-  await a.page.locator('#invite').click();
-  await waitForStatus(a.page, 'Waiting for your friend');
-  const link = await a.page.locator('#invite-link').inputValue();
-  const code = link.split('#invite=')[1] ?? '';
+  const a = await invitingPage(browser, `${srv.http}/`);
+  const code = a.link.split('#invite=')[1] ?? '';
 
   const [peer, welcome] = await TestClient.hello(srv.url);
   peer.send({ type: 'join', code });
