@@ -75,8 +75,7 @@ class ChatApp {
   #cipher: Promise<ChatCipher> | null = null;
   #keysReady = false;
   /** Typed before the keys were agreed; sealed and sent in order once they are. */
-  #pending: OwnMessage[] = [];
-  #pendingText = new Map<OwnMessage, string>();
+  #pending: { view: OwnMessage; text: string }[] = [];
   /** My messages by client id. */
   #mine = new Map<string, Mine>();
   #deliveredSeq = 0;
@@ -289,7 +288,7 @@ class ChatApp {
     }
     if (serverState === 'idle') {
       // I was waiting when the link dropped; the server forgot that, I did not.
-      if (this.#phase === 'looking') this.#client.send({ type: 'find', interests: this.#interests });
+      if (this.#phase === 'looking') this.#sendFind();
       if ((this.#phase === 'inviting' || this.#phase === 'joining') && this.#inviteCode)
         this.#client.send({ type: 'join', code: this.#inviteCode });
     }
@@ -311,7 +310,7 @@ class ChatApp {
     switch (f.code) {
       case 'queue_full':
         setTimeout(() => {
-          if (this.#phase === 'looking') this.#client.send({ type: 'find', interests: this.#interests });
+          if (this.#phase === 'looking') this.#sendFind();
         }, f.retryAfterMs ?? 2000);
         return;
       case 'cooldown':
@@ -347,8 +346,12 @@ class ChatApp {
       .slice(0, limits?.maxInterests ?? 5);
     this.#phase = 'looking';
     this.#chatId = null;
-    this.#client.send({ type: 'find', interests: this.#interests });
+    this.#sendFind();
     this.#render();
+  }
+
+  #sendFind(): void {
+    this.#client.send({ type: 'find', interests: this.#interests });
   }
 
   async #invite(button: HTMLButtonElement): Promise<void> {
@@ -378,11 +381,7 @@ class ChatApp {
 
   #goHome(note?: string): void {
     this.#phase = 'home';
-    const el = document.getElementById('home-note');
-    if (el) {
-      el.textContent = note ?? '';
-      el.hidden = !note;
-    }
+    this.#view.homeNote(note);
     this.#render();
   }
 
@@ -395,7 +394,6 @@ class ChatApp {
     this.#partnerAway = false;
     this.#keysReady = false;
     this.#pending = [];
-    this.#pendingText.clear();
     this.#mine.clear();
     this.#deliveredSeq = this.#readSeq = this.#shownSeq = this.#readSent = 0;
     this.#view.clearLog();
@@ -477,20 +475,18 @@ class ChatApp {
     const view = this.#view.own(text, this.#keysReady && this.#client.connected ? 'sending' : 'queued');
     if (!this.#keysReady) {
       if (this.#client.connected) view.set('queued', "Waiting for the stranger's key");
-      this.#pending.push(view);
-      this.#pendingText.set(view, text);
+      this.#pending.push({ view, text });
       return;
     }
     this.#seal(text, view);
   }
 
   #flushPending(): void {
-    for (const view of this.#pending) {
+    for (const { view, text } of this.#pending) {
       view.set(this.#client.connected ? 'sending' : 'queued');
-      this.#seal(this.#pendingText.get(view) ?? '', view);
+      this.#seal(text, view);
     }
     this.#pending = [];
-    this.#pendingText.clear();
   }
 
   /** Seals and sends in typing order; the client keeps it until the server confirms, across reconnects. */
@@ -539,9 +535,8 @@ class ChatApp {
     this.#chatId = null;
     this.#cipher = null;
     this.#keysReady = false;
-    for (const view of this.#pending) view.set('failed');
+    for (const { view } of this.#pending) view.set('failed');
     this.#pending = [];
-    this.#pendingText.clear();
     for (const m of this.#mine.values()) if (m.seq === 0) m.view.set('failed');
     this.#view.setSafety(null, 'This chat is over. Its keys were deleted from this page.');
   }
@@ -586,7 +581,7 @@ class ChatApp {
   #wireControls(): void {
     const v = this.#view;
     const click = (id: string, fn: (button: HTMLButtonElement) => void) => {
-      const button = document.getElementById(id) as HTMLButtonElement;
+      const button = byId<HTMLButtonElement>(id);
       button.addEventListener('click', () => fn(button));
     };
     click('start', () => this.#find());
@@ -684,8 +679,7 @@ class ChatApp {
     } else this.#view.show(screen);
     const canAct = this.#phase === 'chatting' && this.#link === 'online';
     if (this.#link === 'fatal') this.#view.chatOpen(false);
-    for (const id of ['next', 'leave', 'block', 'report'])
-      (document.getElementById(id) as HTMLButtonElement).disabled = !canAct;
+    this.#view.chatTools(canAct);
   }
 
   #statusLine(): [string, Tone] {

@@ -71,6 +71,8 @@ export class View {
   readonly composer = byId<HTMLFormElement>('composer');
   readonly text = byId<HTMLTextAreaElement>('text');
   readonly over = byId('over');
+  readonly #homeNote = byId('home-note');
+  readonly #tools = ['next', 'leave', 'block', 'report'].map((id) => byId<HTMLButtonElement>(id));
   readonly #screens: Record<Screen, HTMLElement> = { home: byId('home'), waiting: byId('waiting'), chat: byId('chat') };
 
   setStatus(text: string, tone: Tone): void {
@@ -95,6 +97,16 @@ export class View {
     this.composer.hidden = !open;
     this.over.hidden = open;
     if (!open) this.setTyping(false);
+  }
+
+  homeNote(text?: string): void {
+    this.#homeNote.textContent = text ?? '';
+    this.#homeNote.hidden = !text;
+  }
+
+  /** Next, Leave, Block and Report act only in an open chat on a live connection. */
+  chatTools(enabled: boolean): void {
+    for (const button of this.#tools) button.disabled = !enabled;
   }
 
   clearLog(): void {
