@@ -9,6 +9,15 @@ import { openSocket } from './transport.mjs';
 const TICK_MS = 10;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
+/** Runs `fn` over `items` with at most `concurrency` calls in flight (a connect storm with a bound). */
+async function inParallel(items, concurrency, fn) {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+}
+
 class Client {
   constructor(worker) {
     this.w = worker;
@@ -119,20 +128,18 @@ class Worker {
 
   async connect({ count, concurrency }) {
     const started = now();
-    let next = 0;
-    const one = async () => {
-      while (next < count) {
-        next++;
-        const c = new Client(this);
+    await inParallel(
+      Array.from({ length: count }, () => new Client(this)),
+      concurrency,
+      async (c) => {
         try {
           await c.connect(false);
           this.clients.push(c);
         } catch {
           this.errors++;
         }
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, one));
+      },
+    );
     return { connected: this.clients.length, ms: now() - started };
   }
 
@@ -237,24 +244,18 @@ class Worker {
       };
     });
     for (const c of this.clients) c.deaf = false;
-    let next = 0;
-    const list = [...this.clients];
-    const one = async () => {
-      while (next < list.length) {
-        const c = list[next++];
-        try {
-          await c.connect(true);
-        } catch {
-          this.errors++;
-          waiting.delete(c);
-        }
+    await inParallel([...this.clients], concurrency, async (c) => {
+      try {
+        await c.connect(true);
+      } catch {
+        this.errors++;
+        waiting.delete(c);
       }
-    };
-    await Promise.all(Array.from({ length: concurrency }, one));
+    });
     const timeout = new Promise((r) => setTimeout(r, 30_000));
     await Promise.race([finished, timeout]);
     this.onDelivered = null;
-    return { resumed: done, of: list.length, ms: now() - started };
+    return { resumed: done, of: this.clients.length, ms: now() - started };
   }
 
   close() {
