@@ -129,3 +129,37 @@ t.test('release frees a whole lane at once', async (t) => {
   t.equal(lane.bytes, 0);
   t.equal(buffer.messages, 1, 'other lanes untouched');
 });
+
+t.test('the global message bound drops the oldest message in the process, across lanes', async (t) => {
+  const { buffer, drops } = setup({ maxMessages: 3 });
+  const l1 = buffer.newLane();
+  const l2 = buffer.newLane();
+  push(buffer, l1, 'a');
+  push(buffer, l2, 'b');
+  push(buffer, l1, 'c');
+  push(buffer, l2, 'd');
+  push(buffer, l2, 'e');
+  t.same(drops, ['global_bound', 'global_bound']);
+  t.equal(buffer.messages, 3);
+  t.same(replay(buffer, l1, 0), [[1, 1], 'frame-c'], 'l1 lost its oldest (a)');
+  t.same(replay(buffer, l2, 0), [[1, 1], 'frame-d', 'frame-e'], 'then l2 lost b, the next oldest');
+});
+
+t.test('expiry goes by arrival across lanes, and acked lanes keep the order intact', async (t) => {
+  const { buffer, clock } = setup({ ttlMs: 1000 });
+  const l1 = buffer.newLane();
+  const l2 = buffer.newLane();
+  push(buffer, l1, 'a');
+  clock.advance(300);
+  push(buffer, l2, 'b');
+  push(buffer, l1, 'c');
+  buffer.ack(l2, 1);
+  clock.advance(800);
+  t.same(replay(buffer, l1, 0), [[1, 1], 'frame-c'], 'only a is past its TTL');
+  t.equal(buffer.messages, 1);
+  buffer.ack(l1, 2);
+  t.equal(buffer.messages, 0, 'the buffer empties');
+  push(buffer, l1, 'd');
+  t.same(replay(buffer, l1, 2), ['frame-d'], 'and works again after emptying');
+  t.equal(buffer.bytes, 'frame-d'.length);
+});
