@@ -4,7 +4,7 @@
  * No exception escapes into uWS; copies are taken of everything kept.
  */
 
-import type { WebSocket, WebSocketBehavior } from 'uWebSockets.js';
+import type { WebSocketBehavior } from 'uWebSockets.js';
 import { Buffer } from 'node:buffer';
 import type { AddressKey } from './address.js';
 import type { TimerHandle } from './clock.js';
@@ -13,7 +13,8 @@ import { type EdgeDeps, originAllowed, replyJson, requestAddress } from './http-
 import { KeyedCounter } from './limits.js';
 import { errorSummary } from './logger.js';
 import { decodeClientFrame, PROTOCOL_VERSION } from './protocol.js';
-import type { Connection, Session } from './session.js';
+import type { Session } from './session.js';
+import { UwsConnection } from './ws-connection.js';
 
 interface SocketData {
   address: AddressKey;
@@ -23,41 +24,6 @@ interface SocketData {
 }
 
 const INTERNAL_ERROR = 1011;
-
-class UwsConnection implements Connection {
-  closed = false;
-
-  constructor(
-    private readonly ws: WebSocket<SocketData>,
-    private readonly maxBackpressure: number,
-    private readonly onClose: (code: number) => void,
-  ) {}
-
-  send(frame: string): void {
-    if (this.closed) return;
-    this.ws.send(frame, false, false);
-    // A client that does not read is cut off on purpose; what it missed stays buffered for its resume.
-    if (this.ws.getBufferedAmount() > this.maxBackpressure) {
-      this.closed = true;
-      queueMicrotask(() => this.#end(closeCode('slow_consumer'), 'slow_consumer'));
-    }
-  }
-
-  close(code: number, reason: string): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.#end(code, reason);
-  }
-
-  #end(code: number, reason: string): void {
-    this.onClose(code);
-    try {
-      this.ws.end(code, reason);
-    } catch {
-      // Already closed by the peer in the meantime: nothing left to end.
-    }
-  }
-}
 
 export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
   const { config, clock, relay, metrics, logger } = deps;
