@@ -221,6 +221,22 @@ export type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { ty
 
 export const encode = (frame: ServerFrame | ClientFrame): string => JSON.stringify(frame);
 
+/*
+ * The two frames written for every relayed message, built by hand: JSON.stringify
+ * only ever sees the strings, not a whole object. Byte-identical to `encode` of
+ * the same frame (a test checks), and the hot path's largest saving after I/O.
+ */
+
+/** `encode({ type: 'msg', seq, id, body, kind?, ts })`. */
+export const encodeMsg = (seq: number, id: string, body: string, kind: string | undefined, ts: number): string =>
+  kind === undefined
+    ? `{"type":"msg","seq":${seq},"id":${JSON.stringify(id)},"body":${JSON.stringify(body)},"ts":${ts}}`
+    : `{"type":"msg","seq":${seq},"id":${JSON.stringify(id)},"body":${JSON.stringify(body)},"kind":${JSON.stringify(kind)},"ts":${ts}}`;
+
+/** `encode({ type: 'sent', id, seq })`. */
+export const encodeSent = (id: string, seq: number): string =>
+  `{"type":"sent","id":${JSON.stringify(id)},"seq":${seq}}`;
+
 // ---- decoding --------------------------------------------------------------
 
 export interface DecodeLimits {

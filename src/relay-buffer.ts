@@ -42,8 +42,11 @@ export class Lane {
   readSeq = 0;
   count = 0;
   bytes = 0;
-  /** Recent client ids -> seq, oldest first, for idempotent retries (made on the first message). */
+  /** Recent client ids -> seq, for idempotent retries (made on the first message). */
   recentIds: Map<string, number> | null = null;
+  /** The same ids in a ring, oldest at `recentNext` once full: evicting needs no Map iterator. */
+  recentRing: string[] = [];
+  recentNext = 0;
   /** Buffered messages, seqs firstSeq.. in order (contiguous: only the front is ever removed). */
   head: Entry | null = null;
   tail: Entry | null = null;
@@ -91,11 +94,14 @@ export class RelayBuffer {
     const known = lane.recentIds.get(clientId);
     if (known !== undefined) return { seq: known, duplicate: true };
     const seq = lane.nextSeq++;
-    lane.recentIds.set(clientId, seq);
-    if (lane.recentIds.size > this.#opts.dedupeWindow) {
-      const oldest = lane.recentIds.keys().next().value;
-      if (oldest !== undefined) lane.recentIds.delete(oldest);
+    const ring = lane.recentRing;
+    if (ring.length < this.#opts.dedupeWindow) ring.push(clientId);
+    else {
+      lane.recentIds.delete(ring[lane.recentNext] as string);
+      ring[lane.recentNext] = clientId;
+      lane.recentNext = (lane.recentNext + 1) % ring.length;
     }
+    lane.recentIds.set(clientId, seq);
     return { seq, duplicate: false };
   }
 
@@ -166,6 +172,8 @@ export class RelayBuffer {
     while (lane.head) this.#removeFront(lane);
     lane.firstSeq = lane.nextSeq;
     lane.recentIds = null;
+    lane.recentRing = [];
+    lane.recentNext = 0;
   }
 
   /** Removes expired messages now (they are otherwise removed as new ones arrive or on replay). */

@@ -19,8 +19,9 @@ import {
   type EndReason,
   type ErrorFrame,
   encode,
+  encodeMsg,
+  encodeSent,
   type HelloFrame,
-  type IncomingMsgFrame,
   type Limits,
   MAX_INTEREST_LENGTH,
   MAX_INTERESTS,
@@ -179,7 +180,7 @@ export class Relay {
       lastSeq,
       (frame, ts) => {
         conn.send(frame);
-        this.#metrics.relayLatency.observe((now - ts) / 1000);
+        this.#metrics.bufferedDelivery.observe((now - ts) / 1000);
       },
       (from, to) => this.#send(session, { type: 'gap', from, to }),
     );
@@ -380,20 +381,13 @@ export class Relay {
     const { seq, duplicate } = this.buffer.assignSeq(recipient.inbox, f.id);
     if (!duplicate) {
       const ts = this.#clock.now();
-      const out: IncomingMsgFrame =
-        f.kind === undefined
-          ? { type: 'msg', seq, id: f.id, body: f.body, ts }
-          : { type: 'msg', seq, id: f.id, body: f.body, kind: f.kind, ts };
-      const frame = encode(out);
+      const frame = encodeMsg(seq, f.id, f.body, f.kind, ts);
+      // Buffered before it is written: the buffer, not the socket, is what a resume trusts.
       this.buffer.append(recipient.inbox, seq, frame, ts);
       this.#metrics.messagesRelayed.inc();
-      const conn = recipient.session.conn;
-      if (conn) {
-        conn.send(frame);
-        this.#metrics.relayLatency.observe((this.#clock.now() - ts) / 1000);
-      }
+      recipient.session.conn?.send(frame);
     }
-    this.#send(session, { type: 'sent', id: f.id, seq });
+    session.conn?.send(encodeSent(f.id, seq));
   }
 
   #ack(session: Session, seq: number): void {

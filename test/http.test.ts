@@ -38,7 +38,7 @@ t.test('metrics expose the figures ops read', async (t) => {
   ] as const)
     t.match(text, new RegExp(`^${name} ${value}$`, 'm'), `${name} = ${value}`);
   t.match(text, /^relay_buffer_bytes \d+$/m);
-  t.match(text, /^relay_delivery_latency_seconds_count 1$/m);
+  t.match(text, /^relay_buffered_delivery_seconds_count 0$/m, 'a live message is not a buffered delivery');
   t.match(text, /^relay_errors_total\{code="unknown_type"\} 1$/m);
   t.match(text, /^relay_matches_total\{via="random"\} 1$/m);
   t.match(text, /^relay_process_resident_memory_bytes \d+/m);

@@ -41,6 +41,8 @@ t.test('resume after a drop: every message sent meanwhile, in order, exactly onc
   b2.send({ type: 'ping' });
   await b2.next('pong');
   t.equal(b2.all('msg').length, 6, 'nothing delivered twice');
+  const metrics = await (await fetch(`${srv.http}/metrics`)).text();
+  t.match(metrics, /^relay_buffered_delivery_seconds_count 5$/m, 'the five replayed messages are timed, live ones not');
 });
 
 t.test('a resume while the old socket is open replaces it with 4409', async (t) => {

@@ -3,7 +3,7 @@ import t from 'tap';
 import { ConfigError, loadConfig, settings } from '../src/config.js';
 import { newIdentity, tokenMatches } from '../src/identity.js';
 import { TokenBucket } from '../src/limits.js';
-import { decodeClientFrame, utf8Length } from '../src/protocol.js';
+import { decodeClientFrame, encode, encodeMsg, encodeSent, utf8Length } from '../src/protocol.js';
 import { ReportTracker } from '../src/reports.js';
 import { ManualClock } from './fixtures/manual-clock.js';
 
@@ -86,4 +86,29 @@ t.test('protocol: decoding normalizes and bounds fields', async (t) => {
   });
   t.match(decodeClientFrame('{"type":"constructor"}', limits), { ok: false, code: 'unknown_type' });
   t.match(decodeClientFrame('{"type":"ping","t":{"deep":1}}', limits), { ok: false, code: 'bad_field' });
+});
+
+t.test('protocol: the hand-built msg and sent frames are exactly what encode gives', async (t) => {
+  const awkward = [
+    'plain',
+    'quote " backslash \\ slash /',
+    'new\nline\ttab\u0000nul\u001f',
+    'ünïcödé 한국어 😀',
+    'lone \ud800 surrogate \udfff',
+    '\u2028\u2029',
+    '{"type":"msg"}',
+  ];
+  for (const text of awkward) {
+    t.equal(
+      encodeMsg(7, text, text, undefined, 1700000000123),
+      encode({ type: 'msg', seq: 7, id: text, body: text, ts: 1700000000123 }),
+    );
+    t.equal(
+      encodeMsg(8, 'id', text, text, 1),
+      encode({ type: 'msg', seq: 8, id: 'id', body: text, kind: text, ts: 1 }),
+      'with a kind',
+    );
+    t.equal(encodeSent(text, 9), encode({ type: 'sent', id: text, seq: 9 }));
+    t.same(JSON.parse(encodeMsg(1, 'a', text, undefined, 2)).body, text, 'and it parses back');
+  }
 });

@@ -26,7 +26,22 @@ export function openSocket(kind, url, localAddress, onText, onClose) {
     }
     const ws = new WebSocket(url, { localAddress, perMessageDeflate: false });
     ws.on('message', (data) => onText(data.toString()));
-    ws.once('open', () => resolve({ send: (text) => ws.send(text), close: () => ws.terminate() }));
+    // Frames sent in the same tick leave in one write, as a browser's would; without this the
+    // generator spends its CPU on one syscall per frame and becomes the bottleneck.
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      ws._socket?.uncork();
+    };
+    const send = (text) => {
+      if (!corked && ws._socket) {
+        corked = true;
+        ws._socket.cork();
+        setImmediate(uncork);
+      }
+      ws.send(text);
+    };
+    ws.once('open', () => resolve({ send, close: () => ws.terminate() }));
     ws.once('error', reject);
     ws.on('error', () => {});
     ws.on('close', onClose);
