@@ -45,7 +45,7 @@ export class Lane {
   /** Recent client ids -> seq, for idempotent retries (made on the first message). */
   recentIds: Map<string, number> | null = null;
   /** The same ids in a ring, oldest at `recentNext` once full: evicting needs no Map iterator. */
-  recentRing: string[] = [];
+  recentRing: string[] | null = null;
   recentNext = 0;
   /** Buffered messages, seqs firstSeq.. in order (contiguous: only the front is ever removed). */
   head: Entry | null = null;
@@ -94,6 +94,7 @@ export class RelayBuffer {
     const known = lane.recentIds.get(clientId);
     if (known !== undefined) return { seq: known, duplicate: true };
     const seq = lane.nextSeq++;
+    lane.recentRing ??= [];
     const ring = lane.recentRing;
     if (ring.length < this.#opts.dedupeWindow) ring.push(clientId);
     else {
@@ -172,7 +173,7 @@ export class RelayBuffer {
     while (lane.head) this.#removeFront(lane);
     lane.firstSeq = lane.nextSeq;
     lane.recentIds = null;
-    lane.recentRing = [];
+    lane.recentRing = null;
     lane.recentNext = 0;
   }
 

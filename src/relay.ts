@@ -304,7 +304,7 @@ export class Relay {
     const sb = this.sessions.get(b);
     if (!sa || !sb) return false;
     const now = this.#clock.now();
-    return !sa.blocked.has(b) && !sb.blocked.has(a) && !sa.recentlyWith(b, now) && !sb.recentlyWith(a, now);
+    return !sa.hasBlocked(b) && !sb.hasBlocked(a) && !sa.recentlyWith(b, now) && !sb.recentlyWith(a, now);
   }
 
   #matchFromRoom(first: Waiter, second: Waiter, shared: string[]): void {
@@ -368,8 +368,8 @@ export class Relay {
   }
 
   #blockPair(a: Session, b: Session): void {
-    a.blocked.add(b.id);
-    b.blocked.add(a.id);
+    a.block(b.id);
+    b.block(a.id);
   }
 
   // ---- messages --------------------------------------------------------------
@@ -426,7 +426,7 @@ export class Relay {
     if (id !== undefined) frame.id = id;
     if (retryAfterMs !== undefined) frame.retryAfterMs = retryAfterMs;
     this.#send(session, frame);
-    if (isViolation(code) && !session.violations.take() && session.conn) this.#close(session.conn, 'too_many_errors');
+    if (isViolation(code) && !session.takeViolation() && session.conn) this.#close(session.conn, 'too_many_errors');
   }
 
   /** Counted in metrics by the connection itself, the one place every close goes through. */

@@ -32,32 +32,49 @@ export class Session {
   expiry: TimerHandle | null = null;
   /** A chat that ended while this session was away, told on resume. */
   pendingEnd: EndReason | null = null;
-  /** Sessions never to be paired with again (reports either way). */
-  readonly blocked = new Set<string>();
+  // Memory per session is a target (bench/): what most sessions never use is made on first use.
+  /** Sessions never to be paired with again (blocks and reports either way). */
+  #blocked: Set<string> | null = null;
   /** Recent partners -> time until which a random rematch is refused. */
-  readonly recentPartners = new Map<string, number>();
+  #recentPartners: Map<string, number> | null = null;
   readonly rate: TokenBucket;
-  readonly violations: TokenBucket;
+  #violations: TokenBucket | null = null;
   /** Frames refused for rate in a row. */
   floodStreak = 0;
 
   constructor(
     readonly id: string,
-    readonly tokenDigest: Buffer,
+    readonly tokenDigest: string,
     public address: AddressKey,
-    clock: Clock,
-    limits: SessionLimits,
+    private readonly clock: Clock,
+    private readonly limits: SessionLimits,
   ) {
     this.rate = new TokenBucket(clock, limits.rateLimitPerSec, limits.rateLimitBurst);
-    this.violations = new TokenBucket(clock, limits.maxErrorsPerMinute / 60, limits.maxErrorsPerMinute);
+  }
+
+  /** Counts one protocol violation; false once the per-minute allowance is spent. */
+  takeViolation(): boolean {
+    const perMinute = this.limits.maxErrorsPerMinute;
+    this.#violations ??= new TokenBucket(this.clock, perMinute / 60, perMinute);
+    return this.#violations.take();
+  }
+
+  block(otherId: string): void {
+    this.#blocked ??= new Set();
+    this.#blocked.add(otherId);
+  }
+
+  hasBlocked(otherId: string): boolean {
+    return this.#blocked?.has(otherId) ?? false;
   }
 
   rememberPartner(partnerId: string, until: number, now: number): void {
-    for (const [id, t] of this.recentPartners) if (t <= now) this.recentPartners.delete(id);
-    this.recentPartners.set(partnerId, until);
+    this.#recentPartners ??= new Map();
+    for (const [id, t] of this.#recentPartners) if (t <= now) this.#recentPartners.delete(id);
+    this.#recentPartners.set(partnerId, until);
   }
 
   recentlyWith(partnerId: string, now: number): boolean {
-    return (this.recentPartners.get(partnerId) ?? 0) > now;
+    return (this.#recentPartners?.get(partnerId) ?? 0) > now;
   }
 }

@@ -35,7 +35,8 @@ const scheduler = new WriteScheduler();
 
 export class UwsConnection<UserData = unknown> implements Connection {
   closed = false;
-  #queue: string[] = [];
+  /** Frames waiting for this turn's write; null when there are none (most sockets, most of the time). */
+  #queue: string[] | null = null;
 
   constructor(
     private readonly ws: WebSocket<UserData>,
@@ -45,15 +46,18 @@ export class UwsConnection<UserData = unknown> implements Connection {
 
   send(frame: string): void {
     if (this.closed) return;
-    if (this.#queue.length === 0) scheduler.add(this);
-    this.#queue.push(frame);
+    if (this.#queue) this.#queue.push(frame);
+    else {
+      this.#queue = [frame];
+      scheduler.add(this);
+    }
   }
 
   /** Writes what is queued, in order, as one corked batch. */
   flush(): void {
     const frames = this.#queue;
-    if (this.closed || frames.length === 0) return;
-    this.#queue = [];
+    if (this.closed || !frames) return;
+    this.#queue = null;
     this.ws.cork(() => {
       for (const frame of frames) this.ws.send(frame, false, false);
     });
@@ -70,7 +74,7 @@ export class UwsConnection<UserData = unknown> implements Connection {
 
   #end(code: number, reason: string): void {
     this.closed = true;
-    this.#queue = [];
+    this.#queue = null;
     this.onClose(code);
     try {
       this.ws.end(code, reason);
