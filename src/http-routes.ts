@@ -6,13 +6,13 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { LRUCache } from 'lru-cache';
 import { type EdgeDeps, originAllowed, reply, replyJson, requestAddress } from './http-util.js';
-import { TokenBucket } from './limits.js';
+import { entryBound, TokenBucket } from './limits.js';
 import { errorSummary } from './logger.js';
 
 export function registerHttpRoutes(app: TemplatedApp, deps: EdgeDeps): void {
   const { config, clock, relay, metrics, logger } = deps;
   // One bucket per client address (keyed digest), forgotten after a quiet minute.
-  const inviteBuckets = new LRUCache<string, TokenBucket>({ max: 100_000, ttl: 60_000 });
+  const inviteBuckets = new LRUCache<string, TokenBucket>({ ...entryBound(100_000), ttl: 60_000 });
 
   app.get('/healthz', (res) => replyJson(res, '200 OK', { status: 'ok' }));
 

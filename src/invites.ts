@@ -9,6 +9,7 @@ import { randomInt } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.js';
 import type { ErrorCode } from './errors.js';
+import { entryBound } from './limits.js';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const CODE_LENGTH = 10;
@@ -36,7 +37,7 @@ export class InviteBook {
   constructor(private readonly opts: InviteBookOptions) {
     this.#invites = new LRUCache<string, Invite>({
       // Room for the tombstones of expired codes as well as the live ones.
-      max: opts.maxInvites * 2,
+      ...entryBound(opts.maxInvites * 2),
       ttl: opts.ttlMs * 2,
       perf: { now: () => opts.clock.now() },
     });

@@ -64,3 +64,12 @@ export class KeyedCounter {
     return this.#counts.get(key) ?? 0;
   }
 }
+
+/**
+ * lru-cache options bounding a cache to `entries` without preallocating: with
+ * `max`, lru-cache allocates arrays of `max` slots up front (about 40 bytes per
+ * slot, resident) and refills all of them whenever the cache empties. Counting
+ * each entry as size 1 under `maxSize` gives the same bound with arrays that
+ * grow with use.
+ */
+export const entryBound = (entries: number) => ({ maxSize: entries, sizeCalculation: () => 1 }) as const;

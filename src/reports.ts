@@ -7,6 +7,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.js';
+import { entryBound } from './limits.js';
 
 export interface ReportPolicy {
   clock: Clock;
@@ -28,7 +29,7 @@ export class ReportTracker {
 
   constructor(private readonly policy: ReportPolicy) {
     this.#tallies = new LRUCache<string, Tally>({
-      max: policy.maxTracked ?? 100_000,
+      ...entryBound(policy.maxTracked ?? 100_000),
       ttl: Math.max(policy.windowMs, policy.cooldownMs),
       perf: { now: () => policy.clock.now() },
     });
