@@ -7,6 +7,8 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import hdr from 'hdr-histogram-js';
+import { httpBench } from './lib/http.mjs';
+import { artilleryInstalled, journey } from './lib/journey.mjs';
 import { startRelay } from './lib/proc.mjs';
 import { report } from './lib/report.mjs';
 import { WorkerPool } from './lib/workers.mjs';
@@ -27,16 +29,20 @@ const PROFILES = {
     sizes: [64],
     storm: 200,
     fixedRate: 500,
+    httpSeconds: 1,
+    journey: { seconds: 2, arrivalRate: 10 },
   },
   quick: {
     workers: 3,
     steps: [3000, 9000],
-    holdMs: 5000,
+    holdMs: 3000,
     pairs: 100,
-    trafficMs: 3000,
+    trafficMs: 2000,
     sizes: [64, 512, 4096],
     storm: 4000,
     fixedRate: 10_000,
+    httpSeconds: 3,
+    journey: { seconds: 5, arrivalRate: 40 },
   },
   full: {
     workers: 4,
@@ -47,6 +53,8 @@ const PROFILES = {
     sizes: [64, 512, 4096],
     storm: 10_000,
     fixedRate: 10_000,
+    httpSeconds: 10,
+    journey: { seconds: 30, arrivalRate: 100 },
   },
 };
 const P = PROFILES[mode];
@@ -80,32 +88,67 @@ async function capacity(name, port) {
     let have = 0;
     for (const target of P.steps) {
       const add = target - have;
+      const cpu0 = relay.sample().cpuSeconds;
       const t0 = Date.now();
-      const conn = await pool.all('connect', (i) => ({ count: per(add, P.workers)[i], concurrency: 64 }));
+      const conn = await pool.all('connect', (i) => ({ count: per(add, P.workers)[i], concurrency: 128 }));
       const setupMs = Date.now() - t0;
+      const setupCpu = relay.sample().cpuSeconds - cpu0;
       const t1 = Date.now();
       await pool.all('find');
       const pairMs = Date.now() - t1;
+      const before = have;
       have = conn.reduce((s, r) => s + r.connected, 0);
-      await sleep(1000);
+      await sleep(2000);
       const rss = relay.sample().rssBytes;
+      const previous = steps.at(-1);
       steps.push({
         sessions: have,
-        setupPerSec: Math.round(add / (setupMs / 1000)),
+        setupPerSec: Math.round((have - before) / (setupMs / 1000)),
+        setupPerServerCpuSecond: Math.round((have - before) / Math.max(setupCpu, 0.01)),
         pairMs,
         rssBytes: rss,
         rssPerSessionBytes: Math.round((rss - base) / have),
+        // What one more session costs: the step's growth over the previous step (fixed costs cancel out).
+        marginalRssPerSessionBytes: previous
+          ? Math.round((rss - previous.rssBytes) / (have - previous.sessions))
+          : undefined,
         errors: conn.reduce((s, r) => s + r.errors, 0),
+        lastError: conn.find((r) => r.lastError)?.lastError,
       });
+      const s = steps.at(-1);
       console.log(
-        `  ${name}: ${have} paired sessions, ${steps.at(-1).setupPerSec}/s setup, ${(rss / 2 ** 20).toFixed(0)} MB`,
+        `  ${name}: ${have} paired sessions, ${s.setupPerSec}/s setup (${s.setupPerServerCpuSecond} per server CPU-s), ${(rss / 2 ** 20).toFixed(0)} MB`,
       );
       if (have < target) break;
     }
     const held = await pool.all('hold', { ms: P.holdMs, everyMs: 20_000 });
     const alive = held.reduce((s, r) => s + r.alive, 0);
-    return { baseRssBytes: base, steps, held: { ms: P.holdMs, alive }, maxSessions: alive };
+    const first = steps[0];
+    const last = steps.at(-1);
+    return {
+      baseRssBytes: base,
+      steps,
+      held: { ms: P.holdMs, alive, rssBytes: relay.sample().rssBytes },
+      maxSessions: alive,
+      // The slope over the whole ramp; with one step, the average over the base.
+      rssPerSessionBytes:
+        steps.length > 1
+          ? Math.round((last.rssBytes - first.rssBytes) / (last.sessions - first.sessions))
+          : last.rssPerSessionBytes,
+    };
   });
+}
+
+/** Waits until every message sent has been received (no backlog carried into the next phase). */
+async function quiesce(pool) {
+  const started = Date.now();
+  for (;;) {
+    const c = await pool.all('counts');
+    const sent = c.reduce((s, r) => s + r.sent, 0);
+    const received = c.reduce((s, r) => s + r.received, 0);
+    if (received >= sent || Date.now() - started > 30_000) return Date.now() - started;
+    await sleep(100);
+  }
 }
 
 /** Throughput (closed loop) per size, then latency at 25/50/75% of the 64 B maximum and at a fixed rate. */
@@ -123,6 +166,7 @@ async function throughput(name, port) {
       })();
       const results = await pool.all('traffic', { ms: P.trafficMs, warmupMs, ...args });
       const serverCpu = await cpu;
+      const drainMs = await quiesce(pool);
       const received = results.reduce((s, r) => s + r.received, 0);
       const seconds = results[0].seconds;
       return {
@@ -131,6 +175,8 @@ async function throughput(name, port) {
         serverCpuShare: serverCpu / seconds,
         generatorCpuShare: results.reduce((s, r) => s + r.cpuMs, 0) / 1000 / seconds,
         latencyMs: percentiles(results.map((r) => r.histogram)),
+        // Time after the phase until everything sent had arrived: a backlog the relay could not keep up with.
+        drainMs,
       };
     };
     const closed = {};
@@ -179,6 +225,21 @@ const results = {
   profile: P,
   relays: {},
 };
+/** The artillery journey (ours and the ws peer speak plain WebSocket) and, for ours, autocannon on HTTP. */
+async function userFacing(name, port) {
+  const relay = await startRelay(name, port);
+  try {
+    return {
+      journey: name !== 'socketio' && artilleryInstalled() ? await journey(relay, P.journey) : null,
+      http: name === 'ours' ? await httpBench(relay, P.httpSeconds) : null,
+    };
+  } finally {
+    await relay.stop();
+  }
+}
+
+if (!artilleryInstalled())
+  console.log('artillery is not installed (npm --prefix bench/artillery install): journey skipped');
 let port = 18080;
 for (const name of relays) {
   console.log(`${name}:`);
@@ -186,6 +247,7 @@ for (const name of relays) {
     capacity: await capacity(name, port++),
     throughput: await throughput(name, port++),
     storm: await storm(name, port++),
+    ...(await userFacing(name, port++)),
   };
 }
 
@@ -204,4 +266,17 @@ if (mode === 'full') {
     copyFileSync(`${dir}${file}`, `${HERE}results-latest/${file}`);
   console.log('bench/RESULTS.md updated');
 }
-process.exit(0);
+
+// Figures are reported, not judged; but a run where the machinery broke (clients that
+// could not connect or resume, failed journeys, refused requests) says so, and the smoke
+// run in CI fails on it, so the benches cannot rot unnoticed.
+const problems = [];
+for (const [name, r] of Object.entries(results.relays)) {
+  const connectErrors = r.capacity.steps.reduce((s, x) => s + x.errors, 0);
+  if (connectErrors > 0) problems.push(`${name}: ${connectErrors} clients failed to connect`);
+  if (r.storm.resumed < r.storm.clients) problems.push(`${name}: ${r.storm.clients - r.storm.resumed} did not resume`);
+  if (r.journey && r.journey.failed > 0) problems.push(`${name}: ${r.journey.failed} journeys failed`);
+  for (const h of r.http ?? []) if (h.other > 0) problems.push(`${name}: ${h.other} ${h.endpoint} not 2xx`);
+}
+if (problems.length > 0) console.log(`\nproblems:\n  ${problems.join('\n  ')}`);
+process.exit(mode === 'smoke' && problems.length > 0 ? 1 : 0);

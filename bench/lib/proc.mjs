@@ -24,6 +24,8 @@ export const RELAYS = {
       MAX_ERRORS_PER_MINUTE: '1000000',
       MAX_QUEUE_LENGTH: '1000000',
       IDLE_TIMEOUT_S: '120',
+      INVITES_PER_MINUTE: '100000000',
+      MAX_INVITES: '2000000',
     },
   },
   ws: { label: 'ws peer', transport: 'ws', command: ['node', `${ROOT}bench/peers/ws-relay.mjs`], env: {} },

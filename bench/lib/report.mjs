@@ -11,11 +11,12 @@ function headline(r) {
   const last = r.capacity.steps.at(-1);
   return {
     sessions: r.capacity.maxSessions,
-    rssPerSession: last?.rssPerSessionBytes,
+    rssPerSession: r.capacity.rssPerSessionBytes ?? last?.rssPerSessionBytes,
     perCpuSecond: r.throughput.closed[64]?.perServerCpuSecond,
     maxRate: r.throughput.closed[64]?.rate,
     p99Fixed: r.throughput.fixed.latencyMs.p99,
     setup: Math.max(...r.capacity.steps.map((s) => s.setupPerSec)),
+    setupPerCpu: Math.max(...r.capacity.steps.map((s) => s.setupPerServerCpuSecond ?? 0)),
     stormMs: r.storm.ms,
     stormAll: r.storm.resumed === r.storm.clients,
   };
@@ -45,10 +46,21 @@ export function report(results) {
       `${n(o.sessions)} held ${results.profile.holdMs / 1000} s`,
       o.sessions >= 19500,
     );
-    t('server RSS per idle paired session', '≤ 1.5 KB', `${n(o.rssPerSession)} B`, o.rssPerSession <= 1536);
+    t(
+      'server RSS per idle paired session (slope over the ramp)',
+      '≤ 1.5 KB',
+      `${n(o.rssPerSession)} B`,
+      o.rssPerSession <= 1536,
+    );
     t('relayed 64 B messages per server CPU-second', '≥ 130,000', n(o.perCpuSecond), o.perCpuSecond >= 130000);
     t(`p99 latency at ${n(results.profile.fixedRate)} msg/s`, '≤ 2 ms', `${ms(o.p99Fixed)} ms`, o.p99Fixed <= 2);
     t('session setup (connect, hello, welcome)', '≥ 15,000/s', `${n(o.setup)}/s`, o.setup >= 15000);
+    t(
+      'session setups per server CPU-second',
+      '(15,000/s if the relay had a core to itself)',
+      n(o.setupPerCpu),
+      o.setupPerCpu >= 15000,
+    );
     t(
       `resume storm, ${n(results.relays.ours.storm.clients)} clients`,
       'all within 5 s',
@@ -79,22 +91,48 @@ export function report(results) {
       '',
     );
     row('session setup rate', ...peers.map((p) => ms(ratio(o.setup, H[p].setup))), '≥ 2x ws');
+    row('session setups per server CPU-second', ...peers.map((p) => ms(ratio(o.setupPerCpu, H[p].setupPerCpu))), '');
     lines.push('', '![ours vs peers](./ratios.svg)', '');
   }
   lines.push('## Capacity: paired, idle-but-pinging sessions', '');
-  row('relay', 'sessions', 'setup/s', 'pairing ms', 'RSS MB', 'RSS per session B', 'errors');
-  row('---', '---', '---', '---', '---', '---', '---');
-  for (const k of names)
-    for (const s of results.relays[k].capacity.steps)
+  lines.push(
+    'RSS per session is the step over the previous step (fixed costs cancel out), and the average over the idle base.',
+    '',
+  );
+  row(
+    'relay',
+    'sessions',
+    'setup/s',
+    'setups per server CPU-s',
+    'pairing ms',
+    'RSS MB',
+    'B per added session',
+    'B per session over base',
+    'errors',
+  );
+  row('---', '---', '---', '---', '---', '---', '---', '---', '---');
+  for (const k of names) {
+    const c = results.relays[k].capacity;
+    for (const s of c.steps)
       row(
         NAMES[k],
         n(s.sessions),
         n(s.setupPerSec),
+        n(s.setupPerServerCpuSecond),
         n(s.pairMs),
         n(s.rssBytes / 2 ** 20),
+        n(s.marginalRssPerSessionBytes),
         n(s.rssPerSessionBytes),
-        n(s.errors),
+        s.errors ? `${n(s.errors)} (${s.lastError})` : '0',
       );
+  }
+  lines.push('', 'Held with every client pinging every 20 s:', '');
+  row('relay', 'held for', 'sessions still open', 'RSS MB at the end');
+  row('---', '---', '---', '---');
+  for (const k of names) {
+    const h = results.relays[k].capacity.held;
+    row(NAMES[k], `${h.ms / 1000} s`, n(h.alive), n(h.rssBytes / 2 ** 20));
+  }
   lines.push('', '![sessions vs RSS](./sessions-rss.svg)', '');
   lines.push('## Throughput (closed loop, 16 in flight per sender) and latency', '');
   row('relay', 'size B', 'msg/s', 'per server CPU-s', 'server CPU', 'generator CPU', 'p50 ms', 'p99 ms', 'p99.9 ms');
@@ -113,8 +151,18 @@ export function report(results) {
         ms(r.latencyMs.p999),
       );
   lines.push('', 'Open loop, 64 B (rate offered as a share of the closed-loop maximum, and the fixed rate):', '');
-  row('relay', 'offered msg/s', 'delivered msg/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'generator CPU');
-  row('---', '---', '---', '---', '---', '---', '---', '---');
+  row(
+    'relay',
+    'offered msg/s',
+    'delivered msg/s',
+    'p50 ms',
+    'p90 ms',
+    'p99 ms',
+    'p99.9 ms',
+    'generator CPU',
+    'backlog drained after',
+  );
+  row('---', '---', '---', '---', '---', '---', '---', '---', '---');
   for (const k of names) {
     const t = results.relays[k].throughput;
     for (const r of [...t.open, t.fixed])
@@ -127,6 +175,7 @@ export function report(results) {
         ms(r.latencyMs.p99),
         ms(r.latencyMs.p999),
         `${(r.generatorCpuShare * 100).toFixed(0)}%`,
+        `${n(r.drainMs)} ms`,
       );
   }
   lines.push('', '![throughput vs latency](./throughput-latency.svg)', '');
@@ -138,6 +187,46 @@ export function report(results) {
     row(NAMES[k], n(s.clients), n(s.resumed), n(s.ms));
   }
   lines.push('');
+  const journeys = names.filter((k) => results.relays[k].journey);
+  if (journeys.length > 0) {
+    lines.push(
+      '## User journey (artillery, WebSocket engine)',
+      '',
+      'Open, hello, find, chat (5 messages, 0.5 s apart), next, chat, leave; ' +
+        `${results.profile.journey.arrivalRate} new users per second for ${results.profile.journey.seconds} s.`,
+      '',
+    );
+    row('relay', 'users', 'completed', 'failed', 'pairs made', 'pairing p50 / p99 ms', 'delivery p50 / p99 ms');
+    row('---', '---', '---', '---', '---', '---', '---');
+    for (const k of journeys) {
+      const j = results.relays[k].journey;
+      row(
+        NAMES[k],
+        n(j.virtualUsers),
+        n(j.completed),
+        n(j.failed),
+        n(j.matched),
+        `${ms(j.pairingMs?.p50)} / ${ms(j.pairingMs?.p99)}`,
+        `${ms(j.deliveryMs?.p50)} / ${ms(j.deliveryMs?.p99)}`,
+      );
+    }
+    lines.push('');
+  }
+  if (results.relays.ours?.http) {
+    lines.push('## HTTP endpoints (autocannon, 64 connections, ours only)', '');
+    row('endpoint', 'requests/s', 'per server CPU-s', 'p50 ms', 'p99 ms', 'not 2xx or failed');
+    row('---', '---', '---', '---', '---', '---');
+    for (const h of results.relays.ours.http)
+      row(
+        h.endpoint,
+        n(h.requestsPerSec),
+        n(h.perServerCpuSecond),
+        ms(h.latencyMs.p50),
+        ms(h.latencyMs.p99),
+        n(h.other),
+      );
+    lines.push('');
+  }
   const charts = {
     'sessions-rss.svg': lineChart({
       title: 'Server RSS vs paired sessions',

@@ -135,8 +135,9 @@ class Worker {
         try {
           await c.connect(false);
           this.clients.push(c);
-        } catch {
+        } catch (err) {
           this.errors++;
+          this.lastError = String(err?.code ?? err?.message ?? err);
         }
       },
     );
@@ -263,6 +264,17 @@ class Worker {
     this.clients = [];
     return {};
   }
+
+  /** Messages sent and received so far (the orchestrator waits for these to match between phases). */
+  counts() {
+    return { sent: this.sent, received: this.received };
+  }
+
+  /** A clean exit, so `node --cpu-prof` (inherited by forked workers) can write its profile. */
+  exit() {
+    setTimeout(() => process.exit(0), 50);
+    return {};
+  }
 }
 
 let worker;
@@ -274,7 +286,10 @@ process.on('message', async ({ id, cmd, args }) => {
       return process.send({ id, result: {} });
     }
     const result = await worker[cmd](args);
-    process.send({ id, result: { ...result, errors: worker.errors, workerCpuMs: cpuMs() } });
+    process.send({
+      id,
+      result: { ...result, errors: worker.errors, lastError: worker.lastError, workerCpuMs: cpuMs() },
+    });
   } catch (err) {
     process.send({ id, error: String(err?.stack ?? err) });
   }
