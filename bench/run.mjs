@@ -31,18 +31,20 @@ const PROFILES = {
     fixedRate: 500,
     httpSeconds: 1,
     journey: { seconds: 2, arrivalRate: 10 },
+    settleMs: 500,
   },
   quick: {
     workers: 3,
-    steps: [3000, 9000],
-    holdMs: 3000,
+    steps: [2000, 6000],
+    holdMs: 2000,
     pairs: 100,
-    trafficMs: 2000,
+    trafficMs: 1500,
     sizes: [64, 512, 4096],
-    storm: 4000,
+    storm: 3000,
     fixedRate: 10_000,
-    httpSeconds: 3,
-    journey: { seconds: 5, arrivalRate: 40 },
+    httpSeconds: 2,
+    journey: { seconds: 3, arrivalRate: 40 },
+    settleMs: 1000,
   },
   full: {
     workers: 4,
@@ -98,7 +100,7 @@ async function capacity(name, port) {
       const pairMs = Date.now() - t1;
       const before = have;
       have = conn.reduce((s, r) => s + r.connected, 0);
-      await sleep(2000);
+      await sleep(P.settleMs ?? 2000);
       const rss = relay.sample().rssBytes;
       const previous = steps.at(-1);
       steps.push({
@@ -164,7 +166,9 @@ async function throughput(name, port) {
         await sleep(P.trafficMs);
         return relay.sample().cpuSeconds - a.cpuSeconds;
       })();
-      const results = await pool.all('traffic', { ms: P.trafficMs, warmupMs, ...args });
+      // An open-loop rate is the total: each generator process offers its share.
+      const share = args.rate === undefined ? {} : { rate: args.rate / P.workers };
+      const results = await pool.all('traffic', { ms: P.trafficMs, warmupMs, ...args, ...share });
       const serverCpu = await cpu;
       const drainMs = await quiesce(pool);
       const received = results.reduce((s, r) => s + r.received, 0);
