@@ -13,6 +13,7 @@ export function registerHttpRoutes(app: TemplatedApp, deps: EdgeDeps): void {
   const { config, clock, relay, metrics, logger } = deps;
   // One bucket per client address (keyed digest), forgotten after a quiet minute.
   const inviteBuckets = new LRUCache<string, TokenBucket>({ ...entryBound(100_000), ttl: 60_000 });
+  const invitePolicy = { clock, perSecond: config.invitesPerMinute / 60, burst: config.invitesPerMinute };
 
   app.get('/healthz', (res) => replyJson(res, '200 OK', { status: 'ok' }));
 
@@ -42,7 +43,7 @@ export function registerHttpRoutes(app: TemplatedApp, deps: EdgeDeps): void {
     if (deps.isDraining()) return replyJson(res, '503 Service Unavailable', { error: 'draining' });
     let bucket = inviteBuckets.get(address);
     if (!bucket) {
-      bucket = new TokenBucket(clock, config.invitesPerMinute / 60, config.invitesPerMinute);
+      bucket = new TokenBucket(invitePolicy);
       inviteBuckets.set(address, bucket);
     }
     if (!bucket.take()) {

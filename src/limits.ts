@@ -4,17 +4,20 @@
  */
 import type { Clock } from './clock.js';
 
+/** What all buckets of one kind share; made once and referenced, since memory per session is a target. */
+export interface BucketPolicy {
+  readonly clock: Clock;
+  readonly perSecond: number;
+  readonly burst: number;
+}
+
 export class TokenBucket {
   #tokens: number;
   #last: number;
 
-  constructor(
-    private readonly clock: Clock,
-    private readonly perSecond: number,
-    private readonly burst: number,
-  ) {
-    this.#tokens = burst;
-    this.#last = clock.now();
+  constructor(private readonly policy: BucketPolicy) {
+    this.#tokens = policy.burst;
+    this.#last = policy.clock.now();
   }
 
   /** Takes one token if there is one. */
@@ -28,14 +31,15 @@ export class TokenBucket {
   /** Milliseconds until one token is available. */
   msUntilToken(): number {
     this.#refill();
-    return this.#tokens >= 1 ? 0 : Math.ceil(((1 - this.#tokens) * 1000) / this.perSecond);
+    return this.#tokens >= 1 ? 0 : Math.ceil(((1 - this.#tokens) * 1000) / this.policy.perSecond);
   }
 
   #refill(): void {
-    const now = this.clock.now();
+    const { clock, perSecond, burst } = this.policy;
+    const now = clock.now();
     const elapsed = now - this.#last;
     if (elapsed > 0) {
-      this.#tokens = Math.min(this.burst, this.#tokens + (elapsed * this.perSecond) / 1000);
+      this.#tokens = Math.min(burst, this.#tokens + (elapsed * perSecond) / 1000);
       this.#last = now;
     }
   }

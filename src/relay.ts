@@ -30,7 +30,7 @@ import {
 } from './protocol.js';
 import { RelayBuffer } from './relay-buffer.js';
 import { ReportTracker } from './reports.js';
-import { type Connection, Session } from './session.js';
+import { type Connection, Session, type SessionPolicies } from './session.js';
 
 export interface RelayDeps {
   config: Config;
@@ -50,6 +50,7 @@ export class Relay {
   readonly #clock: Clock;
   readonly #metrics: RelayMetrics;
   readonly #limits: Limits;
+  readonly #policies: SessionPolicies;
   #activeChats = 0;
   #connections = 0;
   #closed = false;
@@ -66,6 +67,10 @@ export class Relay {
       maxInterests: MAX_INTERESTS,
       maxInterestLength: MAX_INTEREST_LENGTH,
       bufferMessages: config.bufferSessionMaxMessages,
+    };
+    this.#policies = {
+      rate: { clock, perSecond: config.rateLimitPerSec, burst: config.rateLimitBurst },
+      violations: { clock, perSecond: config.maxErrorsPerMinute / 60, burst: config.maxErrorsPerMinute },
     };
     this.buffer = new RelayBuffer({
       clock,
@@ -136,7 +141,7 @@ export class Relay {
       return null;
     }
     const identity = newIdentity();
-    const session = new Session(identity.id, identity.tokenDigest, address, this.#clock, this.#config);
+    const session = new Session(identity.id, identity.tokenDigest, address, this.#policies);
     this.sessions.set(session.id, session);
     session.conn = conn;
     this.#metrics.hellos.inc({ outcome: resume ? 'resume_rejected' : 'new' });

@@ -4,8 +4,8 @@
  */
 import type { AddressKey } from './address.js';
 import type { Chat } from './chat.js';
-import type { Clock, TimerHandle } from './clock.js';
-import { TokenBucket } from './limits.js';
+import type { TimerHandle } from './clock.js';
+import { type BucketPolicy, TokenBucket } from './limits.js';
 import type { EndReason, SessionState } from './protocol.js';
 
 /** What the core needs from a socket; ws-handler implements it over uWebSockets.js. */
@@ -16,10 +16,12 @@ export interface Connection {
   close(code: number, reason: string): void;
 }
 
-export interface SessionLimits {
-  rateLimitPerSec: number;
-  rateLimitBurst: number;
-  maxErrorsPerMinute: number;
+/** The buckets' settings, made once by the relay and shared by every session. */
+export interface SessionPolicies {
+  /** Frames per second per session. */
+  rate: BucketPolicy;
+  /** Protocol violations per minute per session. */
+  violations: BucketPolicy;
 }
 
 export class Session {
@@ -46,16 +48,14 @@ export class Session {
     readonly id: string,
     readonly tokenDigest: string,
     public address: AddressKey,
-    private readonly clock: Clock,
-    private readonly limits: SessionLimits,
+    private readonly policies: SessionPolicies,
   ) {
-    this.rate = new TokenBucket(clock, limits.rateLimitPerSec, limits.rateLimitBurst);
+    this.rate = new TokenBucket(policies.rate);
   }
 
   /** Counts one protocol violation; false once the per-minute allowance is spent. */
   takeViolation(): boolean {
-    const perMinute = this.limits.maxErrorsPerMinute;
-    this.#violations ??= new TokenBucket(this.clock, perMinute / 60, perMinute);
+    this.#violations ??= new TokenBucket(this.policies.violations);
     return this.#violations.take();
   }
 

@@ -33,16 +33,29 @@ class WriteScheduler {
 
 const scheduler = new WriteScheduler();
 
-export class UwsConnection<UserData = unknown> implements Connection {
+/** Shared by every connection of one edge (one object, not two fields per socket). */
+export interface WriteOptions {
+  /** Bytes uWS may hold for a socket before it is closed as a slow consumer. */
+  readonly maxBackpressure: number;
+  /** Called once with the close code whenever we close a socket. */
+  readonly onClose: (code: number) => void;
+}
+
+/**
+ * One socket's writer. It is made before the socket opens (it doubles as the
+ * socket's uWS user data, see ws-handler.ts) and is attached on open.
+ */
+export class UwsConnection implements Connection {
   closed = false;
+  #ws: WebSocket<unknown> | null = null;
   /** Frames waiting for this turn's write; null when there are none (most sockets, most of the time). */
   #queue: string[] | null = null;
 
-  constructor(
-    private readonly ws: WebSocket<UserData>,
-    private readonly maxBackpressure: number,
-    private readonly onClose: (code: number) => void,
-  ) {}
+  constructor(private readonly options: WriteOptions) {}
+
+  attach(ws: WebSocket<unknown>): void {
+    this.#ws = ws;
+  }
 
   send(frame: string): void {
     if (this.closed) return;
@@ -56,13 +69,14 @@ export class UwsConnection<UserData = unknown> implements Connection {
   /** Writes what is queued, in order, as one corked batch. */
   flush(): void {
     const frames = this.#queue;
-    if (this.closed || !frames) return;
+    const ws = this.#ws;
+    if (this.closed || !frames || !ws) return;
     this.#queue = null;
-    this.ws.cork(() => {
-      for (const frame of frames) this.ws.send(frame, false, false);
+    ws.cork(() => {
+      for (const frame of frames) ws.send(frame, false, false);
     });
     // A client that does not read is cut off on purpose; what it missed stays buffered for its resume.
-    if (this.ws.getBufferedAmount() > this.maxBackpressure) this.#end(closeCode('slow_consumer'), 'slow_consumer');
+    if (ws.getBufferedAmount() > this.options.maxBackpressure) this.#end(closeCode('slow_consumer'), 'slow_consumer');
   }
 
   /** What was queued before the close still goes out first (an error frame, say). */
@@ -75,9 +89,9 @@ export class UwsConnection<UserData = unknown> implements Connection {
   #end(code: number, reason: string): void {
     this.closed = true;
     this.#queue = null;
-    this.onClose(code);
+    this.options.onClose(code);
     try {
-      this.ws.end(code, reason);
+      this.#ws?.end(code, reason);
     } catch {
       // Already closed by the peer in the meantime: nothing left to end.
     }

@@ -37,7 +37,7 @@ t.test('identity: token check is exact', async (t) => {
 
 t.test('token bucket: burst, refill, wait hint', async (t) => {
   const clock = new ManualClock();
-  const bucket = new TokenBucket(clock, 2, 3);
+  const bucket = new TokenBucket({ clock, perSecond: 2, burst: 3 });
   t.same([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [true, true, true, false]);
   t.equal(bucket.msUntilToken(), 500);
   clock.advance(500);
