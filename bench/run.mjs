@@ -9,14 +9,18 @@ import { fileURLToPath } from 'node:url';
 import hdr from 'hdr-histogram-js';
 import { httpBench } from './lib/http.mjs';
 import { artilleryInstalled, journey } from './lib/journey.mjs';
-import { startRelay } from './lib/proc.mjs';
+import { externalRelay, startRelay } from './lib/proc.mjs';
 import { report } from './lib/report.mjs';
 import { WorkerPool } from './lib/workers.mjs';
 
 const HERE = fileURLToPath(new URL('./', import.meta.url));
 const arg = (name) => process.argv.find((a) => a.startsWith(`--${name}`));
 const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
-const relays = (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio').split(',');
+// --targets=ws://a:8080/ws,wss://b/ws drives relays that are already running (several instances, a TLS
+// proxy) instead of starting them here: the generator spreads its clients over the URLs.
+const targets = arg('targets')?.split('=')[1]?.split(',');
+const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio').split(',');
+const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
 
 // Every run is bounded in count and time; the full profile is what RESULTS.md shows.
 const PROFILES = {
@@ -32,6 +36,7 @@ const PROFILES = {
     httpSeconds: 1,
     journey: { seconds: 2, arrivalRate: 10 },
     settleMs: 500,
+    trafficWorkers: 2,
   },
   quick: {
     workers: 3,
@@ -45,6 +50,7 @@ const PROFILES = {
     httpSeconds: 2,
     journey: { seconds: 3, arrivalRate: 40 },
     settleMs: 1000,
+    trafficWorkers: 2,
   },
   full: {
     workers: 4,
@@ -57,6 +63,7 @@ const PROFILES = {
     fixedRate: 10_000,
     httpSeconds: 10,
     journey: { seconds: 30, arrivalRate: 100 },
+    trafficWorkers: 2,
   },
 };
 const P = PROFILES[mode];
@@ -70,14 +77,14 @@ function percentiles(encoded) {
   return { count: h.totalCount, p50: q(50), p90: q(90), p99: q(99), p999: q(99.9), max: h.maxValue / 1000 };
 }
 
-async function withRelay(name, port, fn) {
-  const relay = await startRelay(name, port);
-  const pool = new WorkerPool(P.workers);
+async function withRelay(name, port, fn, workers = P.workers) {
+  const relay = await launch(name, port);
+  const pool = new WorkerPool(workers);
   try {
     await pool.init({ ...relay, transport: name === 'socketio' ? 'socketio' : 'ws' });
     return await fn(relay, pool);
   } finally {
-    pool.stop();
+    await pool.stop();
     await relay.stop();
   }
 }
@@ -125,15 +132,18 @@ async function capacity(name, port) {
     }
     const held = await pool.all('hold', { ms: P.holdMs, everyMs: 20_000 });
     const alive = held.reduce((s, r) => s + r.alive, 0);
+    const heldRss = relay.sample().rssBytes;
     const first = steps[0];
     const last = steps.at(-1);
     return {
       baseRssBytes: base,
       steps,
-      held: { ms: P.holdMs, alive, rssBytes: relay.sample().rssBytes },
+      held: { ms: P.holdMs, alive, rssBytes: heldRss },
       maxSessions: alive,
-      // The slope over the whole ramp; with one step, the average over the base.
-      rssPerSessionBytes:
+      // Idle sessions after the hold (the connect storm's garbage collected), over the idle base: the headline.
+      rssPerSessionBytes: Math.round((heldRss - base) / Math.max(alive, 1)),
+      // The slope over the ramp, right after each connect storm; with one step, the average over the base.
+      rampRssPerSessionBytes:
         steps.length > 1
           ? Math.round((last.rssBytes - first.rssBytes) / (last.sessions - first.sessions))
           : last.rssPerSessionBytes,
@@ -155,51 +165,57 @@ async function quiesce(pool) {
 
 /** Throughput (closed loop) per size, then latency at 25/50/75% of the 64 B maximum and at a fixed rate. */
 async function throughput(name, port) {
-  return withRelay(name, port, async (relay, pool) => {
-    await pool.all('connect', (i) => ({ count: per(P.pairs * 2, P.workers)[i], concurrency: 32 }));
-    await pool.all('find');
-    const run = async (args) => {
-      const warmupMs = Math.min(1000, P.trafficMs / 2);
-      const cpu = (async () => {
-        await sleep(warmupMs);
-        const a = relay.sample();
-        await sleep(P.trafficMs);
-        return relay.sample().cpuSeconds - a.cpuSeconds;
-      })();
-      // An open-loop rate is the total: each generator process offers its share.
-      const share = args.rate === undefined ? {} : { rate: args.rate / P.workers };
-      const results = await pool.all('traffic', { ms: P.trafficMs, warmupMs, ...args, ...share });
-      const serverCpu = await cpu;
-      const drainMs = await quiesce(pool);
-      const received = results.reduce((s, r) => s + r.received, 0);
-      const seconds = results[0].seconds;
-      return {
-        rate: Math.round(received / seconds),
-        perServerCpuSecond: Math.round(received / Math.max(serverCpu, 0.01)),
-        serverCpuShare: serverCpu / seconds,
-        generatorCpuShare: results.reduce((s, r) => s + r.cpuMs, 0) / 1000 / seconds,
-        latencyMs: percentiles(results.map((r) => r.histogram)),
-        // Time after the phase until everything sent had arrived: a backlog the relay could not keep up with.
-        drainMs,
+  return withRelay(
+    name,
+    port,
+    async (relay, pool) => {
+      await pool.all('connect', (i) => ({ count: per(P.pairs * 2, pool.workers.length)[i], concurrency: 32 }));
+      await pool.all('find');
+      const run = async (args) => {
+        const warmupMs = Math.min(1000, P.trafficMs / 2);
+        const cpu = (async () => {
+          await sleep(warmupMs);
+          const a = relay.sample();
+          await sleep(P.trafficMs);
+          return relay.sample().cpuSeconds - a.cpuSeconds;
+        })();
+        // An open-loop rate is the total: each generator process offers its share.
+        const share = args.rate === undefined ? {} : { rate: args.rate / pool.workers.length };
+        const results = await pool.all('traffic', { ms: P.trafficMs, warmupMs, ...args, ...share });
+        const serverCpu = await cpu;
+        const drainMs = await quiesce(pool);
+        const received = results.reduce((s, r) => s + r.received, 0);
+        const seconds = results[0].seconds;
+        return {
+          rate: Math.round(received / seconds),
+          perServerCpuSecond: Math.round(received / Math.max(serverCpu, 0.01)),
+          serverCpuShare: serverCpu / seconds,
+          generatorCpuShare: results.reduce((s, r) => s + r.cpuMs, 0) / 1000 / seconds,
+          latencyMs: percentiles(results.map((r) => r.histogram)),
+          // Time after the phase until everything sent had arrived: a backlog the relay could not keep up with.
+          drainMs,
+        };
       };
-    };
-    const closed = {};
-    for (const size of P.sizes) {
-      closed[size] = await run({ size, window: 16 });
-      console.log(
-        `  ${name}: ${size} B closed loop ${closed[size].rate} msg/s, ${closed[size].perServerCpuSecond} per server CPU-s`,
-      );
-    }
-    const max = closed[64].rate;
-    const open = [];
-    for (const fraction of [0.25, 0.5, 0.75]) {
-      const r = await run({ size: 64, rate: Math.round(max * fraction) });
-      open.push({ fraction, offered: Math.round(max * fraction), ...r });
-    }
-    const fixed = await run({ size: 64, rate: P.fixedRate });
-    console.log(`  ${name}: p99 at ${P.fixedRate} msg/s = ${fixed.latencyMs.p99} ms`);
-    return { closed, open, fixed: { offered: P.fixedRate, ...fixed } };
-  });
+      const closed = {};
+      for (const size of P.sizes) {
+        closed[size] = await run({ size, window: 16 });
+        console.log(
+          `  ${name}: ${size} B closed loop ${closed[size].rate} msg/s, ${closed[size].perServerCpuSecond} per server CPU-s`,
+        );
+      }
+      const max = closed[64].rate;
+      const open = [];
+      for (const fraction of [0.25, 0.5, 0.75]) {
+        const r = await run({ size: 64, rate: Math.round(max * fraction) });
+        open.push({ fraction, offered: Math.round(max * fraction), ...r });
+      }
+      const fixed = await run({ size: 64, rate: P.fixedRate });
+      console.log(`  ${name}: p99 at ${P.fixedRate} msg/s = ${fixed.latencyMs.p99} ms`);
+      return { closed, open, fixed: { offered: P.fixedRate, ...fixed } };
+    },
+    // Two generator processes for two cores: more would queue behind each other for CPU and show as latency.
+    P.trafficWorkers,
+  );
 }
 
 /** Resume storm: all clients stop reading, get messages, drop at once, and resume at once. */
@@ -231,11 +247,15 @@ const results = {
 };
 /** The artillery journey (ours and the ws peer speak plain WebSocket) and, for ours, autocannon on HTTP. */
 async function userFacing(name, port) {
-  const relay = await startRelay(name, port);
+  const relay = await launch(name, port);
   try {
     return {
       journey: name !== 'socketio' && artilleryInstalled() ? await journey(relay, P.journey) : null,
-      http: name === 'ours' ? await httpBench(relay, P.httpSeconds) : null,
+      // autocannon checks certificates, so an https target is left out.
+      http:
+        name === 'ours' || (name === 'target' && relay.http.startsWith('http:'))
+          ? await httpBench(relay, P.httpSeconds)
+          : null,
     };
   } finally {
     await relay.stop();

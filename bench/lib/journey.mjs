@@ -14,7 +14,10 @@ export const artilleryInstalled = () => existsSync(BIN);
 export async function journey(relay, { seconds, arrivalRate }) {
   const tmp = mkdtempSync(join(tmpdir(), 'bench-artillery-'));
   const output = join(tmp, 'report.json');
-  const overrides = JSON.stringify({ config: { phases: [{ duration: seconds, arrivalRate }] } });
+  const config = { phases: [{ duration: seconds, arrivalRate }] };
+  // A TLS proxy in a bench usually has a self-signed certificate: BENCH_TLS_VERIFY=1 checks it.
+  if (relay.url.startsWith('wss:') && process.env.BENCH_TLS_VERIFY !== '1') config.tls = { rejectUnauthorized: false };
+  const overrides = JSON.stringify({ config });
   try {
     await new Promise((resolve, reject) =>
       execFile(

@@ -83,3 +83,21 @@ export function sample(pid) {
   const rssBytes = Number(fields[21]) * PAGE_BYTES;
   return { cpuSeconds, rssBytes };
 }
+
+/**
+ * Relays already running elsewhere (several instances, or behind a TLS proxy): the
+ * generator spreads its clients over `urls`. Server CPU and RSS cannot be read, so
+ * those figures come out as n/a.
+ */
+export function externalRelay(urls, transport = 'ws') {
+  const first = new URL(urls[0]);
+  return {
+    name: 'target',
+    url: urls[0],
+    urls,
+    transport,
+    http: `${first.protocol === 'wss:' ? 'https' : 'http'}://${first.host}`,
+    sample: () => ({ cpuSeconds: Number.NaN, rssBytes: Number.NaN }),
+    stop: async () => {},
+  };
+}

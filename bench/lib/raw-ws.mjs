@@ -5,7 +5,8 @@
 // bottleneck measures nothing. Frames are masked with a zero key (valid: the
 // mask is required, its value is not checked), and writes made in one tick
 // leave in one syscall.
-import { connect } from 'node:net';
+import { connect, isIP } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 
 const KEY = 'YmVuY2gtZ2VuZXJhdG9yIQ=='; // any 16 bytes in base64; the server only echoes a hash of it
 const OP_TEXT = 1;
@@ -31,11 +32,25 @@ function frame(opcode, payload) {
   return out;
 }
 
-/** Opens ws://host:port/path from `local` ({ address, port }); resolves with { send(text), close() } once upgraded. */
+/** Opens ws:// or wss://host:port/path from `local` ({ address, port }); resolves with { send, close } once upgraded. */
 export function openRawSocket(url, local, onText, onClose) {
-  const { hostname, port, pathname } = new URL(url);
+  const { protocol, host, hostname, port, pathname } = new URL(url);
+  const secure = protocol === 'wss:';
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: hostname, port: Number(port), localAddress: local.address, localPort: local.port });
+    const options = {
+      host: hostname,
+      port: Number(port || (secure ? 443 : 80)),
+      localAddress: local.address,
+      localPort: local.port,
+    };
+    // A TLS proxy in a bench usually has a self-signed certificate: BENCH_TLS_VERIFY=1 checks it.
+    const socket = secure
+      ? connectTls({
+          ...options,
+          servername: isIP(hostname) ? undefined : hostname,
+          rejectUnauthorized: process.env.BENCH_TLS_VERIFY === '1',
+        })
+      : connect(options);
     socket.setNoDelay(true);
     let upgraded = false;
     let pending = null;
@@ -84,9 +99,9 @@ export function openRawSocket(url, local, onText, onClose) {
       pending = at < buf.length ? buf.subarray(at) : null;
     };
 
-    socket.once('connect', () =>
+    socket.once(secure ? 'secureConnect' : 'connect', () =>
       socket.write(
-        `GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `GET ${pathname} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
       ),
     );

@@ -25,6 +25,7 @@ export async function openSocket(kind, url, localAddress, onText, onClose) {
 }
 
 import { Agent } from 'node:http';
+import { Agent as TlsAgent } from 'node:https';
 import { io } from 'socket.io-client';
 import { openRawSocket } from './raw-ws.mjs';
 
@@ -32,12 +33,15 @@ function openOnce(kind, url, local, onText, onClose) {
   if (kind !== 'socketio') return openRawSocket(url, local, onText, onClose);
   return new Promise((resolve, reject) => {
     const { origin } = new URL(url.replace(/^ws/, 'http'));
+    const bind = { localAddress: local.address, localPort: local.port };
     const socket = io(origin, {
       path: '/ws',
       transports: ['websocket'],
       reconnection: false,
       forceNew: true,
-      agent: new Agent({ localAddress: local.address, localPort: local.port }),
+      agent: url.startsWith('wss:')
+        ? new TlsAgent({ ...bind, rejectUnauthorized: process.env.BENCH_TLS_VERIFY === '1' })
+        : new Agent(bind),
     });
     socket.on('f', (text) => onText(String(text)));
     socket.once('connect', () => resolve({ send: (text) => socket.emit('f', text), close: () => socket.disconnect() }));

@@ -19,8 +19,10 @@ async function inParallel(items, concurrency, fn) {
 }
 
 class Client {
-  constructor(worker) {
+  constructor(worker, url) {
     this.w = worker;
+    /** Clients are spread round-robin over the relay's URLs (several instances, or a TLS proxy). */
+    this.url = url;
     this.socket = null;
     this.id = null;
     this.token = null;
@@ -37,7 +39,7 @@ class Client {
   async connect(resume) {
     this.socket = await openSocket(
       this.w.transport,
-      this.w.url,
+      this.url,
       this.w.localAddress,
       (text) => this.receive(text),
       () => {
@@ -101,6 +103,7 @@ class Client {
 
 class Worker {
   clients = [];
+  created = 0;
   sent = 0;
   received = 0;
   errors = 0;
@@ -129,7 +132,7 @@ class Worker {
   async connect({ count, concurrency }) {
     const started = now();
     await inParallel(
-      Array.from({ length: count }, () => new Client(this)),
+      Array.from({ length: count }, () => new Client(this, this.urls[this.created++ % this.urls.length])),
       concurrency,
       async (c) => {
         try {

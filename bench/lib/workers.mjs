@@ -35,13 +35,16 @@ export class WorkerPool {
 
   init(relay) {
     return this.all('init', (i) => ({
-      url: relay.url,
+      urls: relay.urls ?? [relay.url],
       transport: relay.transport,
       localAddress: this.workers[i].address,
     }));
   }
 
-  stop() {
-    for (const w of this.workers) w.child.kill('SIGKILL');
+  /** Asks each process to exit (so a `--cpu-prof` profile gets written), and kills what is left after 2 s. */
+  async stop() {
+    await Promise.race([this.all('exit').catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+    await new Promise((r) => setTimeout(r, 200));
+    for (const w of this.workers) if (w.child.exitCode === null) w.child.kill('SIGKILL');
   }
 }

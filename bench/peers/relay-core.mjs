@@ -47,7 +47,8 @@ export class RelayCore {
   #hello(f, send) {
     const r = f.resume;
     const old = r && this.sessions.get(r.id);
-    if (old && old.token === r.token && !old.send) {
+    if (old && old.token === r.token) {
+      // A resume takes over even if the old socket's close has not been seen yet (as ours does).
       old.send = send;
       send(
         JSON.stringify({
