@@ -5,6 +5,11 @@
 // with port 0 on a fixed address, Linux searches the whole ephemeral range for
 // a free port on every bind, which made connecting slower with every socket
 // (75% of the generator's CPU at 5,000 sockets).
+import { Agent } from 'node:http';
+import { Agent as TlsAgent } from 'node:https';
+import { io } from 'socket.io-client';
+import { openRawSocket } from './raw-ws.mjs';
+
 const FIRST_PORT = 20_000;
 const PORTS = 40_000;
 let nextPort = FIRST_PORT + Math.floor(Math.random() * PORTS);
@@ -23,11 +28,6 @@ export async function openSocket(kind, url, localAddress, onText, onClose) {
     }
   }
 }
-
-import { Agent } from 'node:http';
-import { Agent as TlsAgent } from 'node:https';
-import { io } from 'socket.io-client';
-import { openRawSocket } from './raw-ws.mjs';
 
 function openOnce(kind, url, local, onText, onClose) {
   if (kind !== 'socketio') return openRawSocket(url, local, onText, onClose);

@@ -1,12 +1,11 @@
 // A load-generator process: holds many protocol v1 clients from one source
 // address and runs the phases the orchestrator (run.mjs) asks for over IPC.
-// Lean on purpose: no typed-client bookkeeping, acks batched per tick, and
+// Lean on purpose: no typed-client bookkeeping, acks batched per read, and
 // latency read from a monotonic timestamp in the body (process.hrtime is the
 // same clock in every process on the machine). It reports its own CPU time.
 import hdr from 'hdr-histogram-js';
 import { openSocket } from './transport.mjs';
 
-const TICK_MS = 10;
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
 /** Runs `fn` over `items` with at most `concurrency` calls in flight (a connect storm with a bound). */
@@ -91,7 +90,7 @@ class Client {
         this.w.received++;
         if (this.w.recording)
           this.w.histogram.recordValue(Math.max(1, Math.round((now() - Number.parseFloat(f.body)) * 1000)));
-        this.w.toAck.add(this);
+        this.w.ackLater(this);
         this.w.onDelivered?.(this);
         return;
       case 'error':
@@ -116,17 +115,26 @@ class Worker {
     numberOfSignificantValueDigits: 3,
   });
 
-  constructor() {
-    // Acks are batched per tick, like a real client that acks after each read batch.
-    setInterval(() => {
-      for (const c of this.toAck) {
-        if (c.lastSeq > c.ackedSeq) {
-          c.ackedSeq = c.lastSeq;
-          c.send({ type: 'ack', seq: c.lastSeq });
+  #ackScheduled = false;
+
+  /**
+   * A client acks what it has read once per event-loop turn, as a page does after a batch of
+   * frames. (A shared 10 ms timer acked every client at once, and those bursts showed as latency.)
+   */
+  ackLater(c) {
+    this.toAck.add(c);
+    if (this.#ackScheduled) return;
+    this.#ackScheduled = true;
+    setImmediate(() => {
+      this.#ackScheduled = false;
+      for (const client of this.toAck) {
+        if (client.lastSeq > client.ackedSeq) {
+          client.ackedSeq = client.lastSeq;
+          client.send({ type: 'ack', seq: client.lastSeq });
         }
       }
       this.toAck.clear();
-    }, TICK_MS).unref();
+    });
   }
 
   async connect({ count, concurrency }) {
