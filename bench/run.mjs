@@ -223,13 +223,21 @@ async function storm(name, port) {
   return withRelay(name, port, async (_relay, pool) => {
     await pool.all('connect', (i) => ({ count: per(P.storm, P.workers)[i], concurrency: 64 }));
     await pool.all('find');
-    await pool.all('stormDrop', { messages: 5 });
+    const dropped = await pool.all('stormDrop', { messages: 5 });
+    const unconfirmed = dropped.reduce((s, r) => s + r.unconfirmed, 0);
     await sleep(500);
     const res = await pool.all('stormResume', { messages: 5, concurrency: 64 });
     const resumed = res.reduce((s, r) => s + r.resumed, 0);
     const ms = Math.max(...res.map((r) => r.ms));
     console.log(`  ${name}: ${resumed}/${P.storm} resumed with their messages in ${Math.round(ms)} ms`);
-    return { clients: P.storm, resumed, ms: Math.round(ms) };
+    return {
+      clients: P.storm,
+      resumed,
+      ms: Math.round(ms),
+      // Before the drop: how long the relay took to confirm every client's 5 messages, and any it never did.
+      confirmMs: Math.round(Math.max(...dropped.map((r) => r.confirmMs))),
+      unconfirmed,
+    };
   });
 }
 

@@ -14,8 +14,10 @@ export const RELAYS = {
     label: 'ours (uWebSockets.js)',
     transport: 'ws',
     command: ['node', `${ROOT}dist/src/main.js`],
-    // Limits opened up so the bench measures the relay, not its abuse protection.
+    // Limits opened up so the bench measures the relay, not its abuse protection; and no rematch
+    // cool-down, which the peers do not have (the journey's last two users would wait for each other).
     env: {
+      REMATCH_COOLDOWN_MS: '0',
       LOG_LEVEL: 'warn',
       MAX_CONNECTIONS_PER_ADDRESS: '0',
       RATE_LIMIT_PER_SEC: '1000000',

@@ -2,9 +2,12 @@
 // text frames over a plain TCP socket. It exists because the `ws` client spent
 // more CPU per connection and per frame than the relay under test (HTTP parsing,
 // a random mask per frame, one write per frame), and a generator that is the
-// bottleneck measures nothing. Frames are masked with a zero key (valid: the
-// mask is required, its value is not checked), and writes made in one tick
-// leave in one syscall.
+// bottleneck measures nothing. What keeps it cheap:
+// - frames are masked with a zero key (valid: the mask is required, its value
+//   is not checked), and writes made in one tick leave in one syscall;
+// - reads land in one shared buffer (net's `onread`), so a read allocates
+//   nothing and skips the stream machinery; only a partial frame is copied;
+// - each URL's upgrade request is encoded once.
 import { connect, isIP } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 
@@ -13,6 +16,10 @@ const OP_TEXT = 1;
 const OP_CLOSE = 8;
 const OP_PING = 9;
 const OP_PONG = 10;
+const STATUS_101 = Buffer.from('HTTP/1.1 101');
+const HEAD_END = Buffer.from('\r\n\r\n');
+/** Every socket of the process reads into this; callbacks run one at a time, so sharing is safe. */
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 
 function frame(opcode, payload) {
   const len = payload.length;
@@ -32,29 +39,50 @@ function frame(opcode, payload) {
   return out;
 }
 
-/** Opens ws:// or wss://host:port/path from `local` ({ address, port }); resolves with { send, close } once upgraded. */
-export function openRawSocket(url, local, onText, onClose) {
+/** A text frame straight from a string: one allocation, no intermediate Buffer. */
+function textFrame(text) {
+  const len = Buffer.byteLength(text);
+  if (len >= 126) return frame(OP_TEXT, Buffer.from(text));
+  const out = Buffer.allocUnsafe(6 + len);
+  out[0] = 0x80 | OP_TEXT;
+  out[1] = 0x80 | len;
+  out.writeUInt32BE(0, 2);
+  out.write(text, 6);
+  return out;
+}
+
+const targets = new Map();
+/** Parsed once per URL: where to connect and the upgrade request's bytes. */
+function target(url) {
+  let t = targets.get(url);
+  if (t) return t;
   const { protocol, host, hostname, port, pathname } = new URL(url);
   const secure = protocol === 'wss:';
+  t = {
+    secure,
+    host: hostname,
+    port: Number(port || (secure ? 443 : 80)),
+    servername: isIP(hostname) ? undefined : hostname,
+    request: Buffer.from(
+      `GET ${pathname} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      'latin1',
+    ),
+  };
+  targets.set(url, t);
+  return t;
+}
+
+/** Opens ws:// or wss://host:port/path from `local` ({ address, port }); resolves with { send, close } once upgraded. */
+export function openRawSocket(url, local, onText, onClose) {
+  const t = target(url);
   return new Promise((resolve, reject) => {
-    const options = {
-      host: hostname,
-      port: Number(port || (secure ? 443 : 80)),
-      localAddress: local.address,
-      localPort: local.port,
-    };
-    // A TLS proxy in a bench usually has a self-signed certificate: BENCH_TLS_VERIFY=1 checks it.
-    const socket = secure
-      ? connectTls({
-          ...options,
-          servername: isIP(hostname) ? undefined : hostname,
-          rejectUnauthorized: process.env.BENCH_TLS_VERIFY === '1',
-        })
-      : connect(options);
-    socket.setNoDelay(true);
     let upgraded = false;
+    /** Bytes of an incomplete frame (or response head) carried to the next read, copied out of READ_BUFFER. */
     let pending = null;
     let corked = false;
+    let socket;
+
     const uncork = () => {
       corked = false;
       socket.uncork();
@@ -69,10 +97,11 @@ export function openRawSocket(url, local, onText, onClose) {
       socket.write(buf);
     };
     const api = {
-      send: (text) => write(frame(OP_TEXT, Buffer.from(text))),
+      send: (text) => write(textFrame(text)),
       close: () => socket.destroy(),
     };
 
+    /** Handles every whole frame in `buf`; returns where the first incomplete one starts. */
     const parse = (buf) => {
       let at = 0;
       while (buf.length - at >= 2) {
@@ -92,35 +121,50 @@ export function openRawSocket(url, local, onText, onClose) {
         const start = at + head;
         at = start + len;
         if (opcode === OP_TEXT) onText(buf.toString('utf8', start, at));
-        else if (opcode === OP_PING) write(frame(OP_PONG, buf.subarray(start, at)));
+        else if (opcode === OP_PING) write(frame(OP_PONG, Buffer.from(buf.subarray(start, at))));
         else if (opcode === OP_CLOSE) socket.destroy();
         else if (opcode !== OP_PONG) socket.destroy(new Error(`unexpected opcode ${opcode}`));
+        if (socket.destroyed) return buf.length;
       }
-      pending = at < buf.length ? buf.subarray(at) : null;
+      return at;
     };
 
-    socket.once(secure ? 'secureConnect' : 'connect', () =>
-      socket.write(
-        `GET ${pathname} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-      ),
-    );
-    socket.on('data', (chunk) => {
-      const buf = pending ? Buffer.concat([pending, chunk]) : chunk;
-      if (upgraded) return parse(buf);
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) {
-        pending = buf;
-        return;
-      }
-      if (!buf.toString('latin1', 0, 12).startsWith('HTTP/1.1 101')) {
+    const handshake = (buf) => {
+      const end = buf.indexOf(HEAD_END);
+      if (end < 0) return 0;
+      if (buf.compare(STATUS_101, 0, STATUS_101.length, 0, STATUS_101.length) !== 0) {
         socket.destroy();
-        return reject(new Error(`upgrade refused: ${buf.toString('latin1', 0, buf.indexOf('\r\n'))}`));
+        reject(new Error(`upgrade refused: ${buf.toString('latin1', 0, buf.indexOf('\r\n'))}`));
+        return buf.length;
       }
       upgraded = true;
       resolve(api);
-      parse(buf.subarray(end + 4));
-    });
+      return end + 4 + parse(buf.subarray(end + 4));
+    };
+
+    const onread = {
+      buffer: READ_BUFFER,
+      callback: (nread, chunk) => {
+        const data = chunk.subarray(0, nread);
+        const buf = pending ? Buffer.concat([pending, data]) : data;
+        const used = upgraded ? parse(buf) : handshake(buf);
+        // READ_BUFFER is overwritten by the next read of any socket: keep a copy of what is left.
+        pending = used < buf.length ? Buffer.from(buf.subarray(used)) : null;
+      },
+    };
+    const options = {
+      host: t.host,
+      port: t.port,
+      localAddress: local.address,
+      localPort: local.port,
+      noDelay: true,
+      onread,
+    };
+    // A TLS proxy in a bench usually has a self-signed certificate: BENCH_TLS_VERIFY=1 checks it.
+    socket = t.secure
+      ? connectTls({ ...options, servername: t.servername, rejectUnauthorized: process.env.BENCH_TLS_VERIFY === '1' })
+      : connect(options);
+    socket.once(t.secure ? 'secureConnect' : 'connect', () => socket.write(t.request));
     socket.once('error', (err) => {
       if (!upgraded) reject(err);
     });

@@ -66,8 +66,10 @@ class Client {
   }
 
   receive(text) {
-    if (this.deaf) return;
     const f = JSON.parse(text);
+    // A deaf client still learns that the relay has its own messages (`sent`), but drops what its
+    // partner sends, as a client whose network died before it could read it.
+    if (this.deaf && f.type !== 'sent') return;
     switch (f.type) {
       case 'welcome':
         this.id = f.id;
@@ -237,16 +239,25 @@ class Worker {
     while (c.inFlight < this.window && this.closedLoop && c.socket) c.message(this.size);
   }
 
-  /** Resume storm, part 1: every client sends `messages`, while all of them stop reading; then all drop. */
-  async stormDrop({ messages }) {
+  /**
+   * Resume storm, part 1: every client sends `messages` while all of them stop reading, and once
+   * the relay has confirmed all of them (`sent`: they are in its buffer), all drop at once. Waiting
+   * for the confirmations keeps the storm about resuming: a slower relay is not charged for
+   * messages it had not read yet when the sockets went.
+   */
+  async stormDrop({ messages, timeoutMs = 60_000 }) {
     for (const c of this.clients) {
       c.deaf = true;
       c.lastSeq = 0;
+      c.inFlight = 0;
     }
     for (const c of this.clients) for (let i = 0; i < messages; i++) c.message(16);
-    await new Promise((r) => setTimeout(r, 1000));
+    const started = now();
+    while (this.clients.some((c) => c.inFlight > 0) && now() - started < timeoutMs)
+      await new Promise((r) => setTimeout(r, 50));
+    const unconfirmed = this.clients.reduce((s, c) => s + c.inFlight, 0);
     for (const c of this.clients) c.socket?.close();
-    return { dropped: this.clients.length };
+    return { dropped: this.clients.length, confirmMs: now() - started, unconfirmed };
   }
 
   /** Part 2: all resume at once; resolves when every client has all `messages` from its partner. */
