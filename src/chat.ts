@@ -1,46 +1,53 @@
 /**
- * A chat joins two sessions. Each side has an inbox: the lane of messages
- * addressed to it, with its own seqs, acks and read marks.
+ * A chat joins two sessions. Each member has an inbox: the lane of messages
+ * addressed to it, with its own seqs, acks and read marks. The four are plain
+ * fields (no side objects) because every paired session pays for them.
  */
 
 import type { ChatState } from './protocol.js';
 import type { Lane } from './relay-buffer.js';
 import type { Session } from './session.js';
 
-export interface ChatSide {
-  readonly session: Session;
-  readonly inbox: Lane;
-}
+/** One empty list for every chat without shared interests (most of them). */
+const NO_INTERESTS: readonly string[] = Object.freeze([]);
 
 export class Chat {
+  readonly interests: readonly string[];
+
   constructor(
     readonly id: string,
-    readonly initiator: ChatSide,
-    readonly responder: ChatSide,
-    readonly interests: string[],
+    readonly initiator: Session,
+    readonly responder: Session,
+    readonly initiatorInbox: Lane,
+    readonly responderInbox: Lane,
+    interests: readonly string[],
     readonly via: 'random' | 'invite',
-  ) {}
-
-  sideOf(session: Session): ChatSide {
-    return this.initiator.session === session ? this.initiator : this.responder;
+  ) {
+    this.interests = interests.length > 0 ? interests : NO_INTERESTS;
   }
 
-  otherSide(session: Session): ChatSide {
-    return this.initiator.session === session ? this.responder : this.initiator;
-  }
-
-  get sides(): readonly [ChatSide, ChatSide] {
+  get members(): readonly [Session, Session] {
     return [this.initiator, this.responder];
+  }
+
+  partnerOf(session: Session): Session {
+    return this.initiator === session ? this.responder : this.initiator;
+  }
+
+  /** The lane of messages addressed to `session`. */
+  inboxOf(session: Session): Lane {
+    return this.initiator === session ? this.initiatorInbox : this.responderInbox;
   }
 
   /** The chat as `session` sees it, for a resumed welcome. */
   stateFor(session: Session): ChatState {
-    const outbox = this.otherSide(session).inbox;
+    const partner = this.partnerOf(session);
+    const outbox = this.inboxOf(partner);
     return {
       id: this.id,
-      partner: this.otherSide(session).session.conn ? 'here' : 'away',
-      interests: this.interests,
-      initiator: this.initiator.session === session,
+      partner: partner.conn ? 'here' : 'away',
+      interests: [...this.interests],
+      initiator: this.initiator === session,
       sentSeq: outbox.lastSeq,
       deliveredSeq: outbox.ackedSeq,
       readSeq: outbox.readSeq,

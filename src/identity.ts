@@ -1,34 +1,39 @@
 /**
  * Anonymous identities. The public id (a UUID v4) names a session to its
- * partner; the secret token (256 random bits, base64url) proves ownership on
- * resume. Only a SHA-256 digest of the token is kept (its first 128 bits, as
- * base64 text: a string costs a session about 50 bytes where a Buffer costs
- * about 700), and it is compared in constant time.
+ * partner; the secret token proves ownership on resume. The token is an HMAC
+ * of the id under a random key made at start and held only in this process's
+ * memory, so the server keeps nothing per session to check it: it recomputes
+ * the token from the id and compares in constant time. Nobody without the key
+ * can make a token for an id (HMAC-SHA-256 is a PRF), and a restart makes every
+ * old token worthless, which is right because the sessions are gone too.
+ * (Memory per session is a target in bench/: a stored digest cost 40 bytes,
+ * and making a token needed a random draw and a hash.)
  */
 import { Buffer } from 'node:buffer';
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { validate as uuidValidate, version as uuidVersion, v4 as uuidv4 } from 'uuid';
 
 export interface Identity {
   id: string;
   token: string;
-  tokenDigest: string;
 }
 
-/** 128 bits of SHA-256 are kept: forging a match still takes 2^128 work, and the string is 24 bytes smaller. */
-const DIGEST_BYTES = 16;
-const digest = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
+const tokenKey = randomBytes(32);
+
+/** 256 bits, base64url (43 characters). */
+const tokenFor = (id: string): string => createHmac('sha256', tokenKey).update(id).digest('base64url');
 
 export function newIdentity(): Identity {
-  const token = randomBytes(32).toString('base64url');
-  return { id: uuidv4(), token, tokenDigest: digest(token).toString('base64', 0, DIGEST_BYTES) };
+  const id = uuidv4();
+  return { id, token: tokenFor(id) };
 }
 
-/** Constant-time check of a presented token against the stored digest. */
-export function tokenMatches(tokenDigest: string, presented: string): boolean {
-  // Hashing first makes both sides the same length, so timingSafeEqual never throws
-  // and the comparison time does not depend on the presented value.
-  return timingSafeEqual(Buffer.from(tokenDigest, 'base64'), digest(presented).subarray(0, DIGEST_BYTES));
+/** Constant-time check of a presented token against the one `id` was given. */
+export function tokenMatches(id: string, presented: string): boolean {
+  const expected = Buffer.from(tokenFor(id));
+  const given = Buffer.from(presented);
+  // Every token has the same public length, so checking it first reveals nothing.
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 export const isUuidV4 = (s: string): boolean => uuidValidate(s) && uuidVersion(s) === 4;

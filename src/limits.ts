@@ -11,37 +11,49 @@ export interface BucketPolicy {
   readonly burst: number;
 }
 
-export class TokenBucket {
-  #tokens: number;
-  #last: number;
+/*
+ * A token bucket kept as one number (GCRA, the generic cell rate algorithm):
+ * `fullAt`, the time at which the bucket is full again. Each take moves it one
+ * interval (1000 / perSecond ms) later; a take is refused while that would put
+ * it more than `burst` intervals ahead of now. Same behaviour as counting
+ * tokens with fractional refill, but one field in the owner instead of an
+ * object with three, which matters when every session has one.
+ */
 
-  constructor(private readonly policy: BucketPolicy) {
-    this.#tokens = policy.burst;
-    this.#last = policy.clock.now();
-  }
+/** Slack for the float arithmetic on epoch milliseconds, far below any interval. */
+const EPSILON_MS = 1e-3;
+
+/** The new `fullAt` after taking one token at `now`, or -1 if the bucket is empty. A new bucket has fullAt 0. */
+export function takeToken(policy: BucketPolicy, fullAt: number, now: number): number {
+  const interval = 1000 / policy.perSecond;
+  const next = Math.max(fullAt, now) + interval;
+  return next - now > policy.burst * interval + EPSILON_MS ? -1 : next;
+}
+
+/** Milliseconds until a take at `now` would succeed. */
+export function msUntilToken(policy: BucketPolicy, fullAt: number, now: number): number {
+  const interval = 1000 / policy.perSecond;
+  const wait = Math.max(fullAt, now) + interval - now - policy.burst * interval;
+  return wait > EPSILON_MS ? Math.ceil(wait) : 0;
+}
+
+/** A bucket as an object, where there are few (one per client address that creates invites). */
+export class TokenBucket {
+  #fullAt = 0;
+
+  constructor(private readonly policy: BucketPolicy) {}
 
   /** Takes one token if there is one. */
   take(): boolean {
-    this.#refill();
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
+    const next = takeToken(this.policy, this.#fullAt, this.policy.clock.now());
+    if (next < 0) return false;
+    this.#fullAt = next;
     return true;
   }
 
   /** Milliseconds until one token is available. */
   msUntilToken(): number {
-    this.#refill();
-    return this.#tokens >= 1 ? 0 : Math.ceil(((1 - this.#tokens) * 1000) / this.policy.perSecond);
-  }
-
-  #refill(): void {
-    const { clock, perSecond, burst } = this.policy;
-    const now = clock.now();
-    const elapsed = now - this.#last;
-    if (elapsed > 0) {
-      this.#tokens = Math.min(burst, this.#tokens + (elapsed * perSecond) / 1000);
-      this.#last = now;
-    }
+    return msUntilToken(this.policy, this.#fullAt, this.policy.clock.now());
   }
 }
 

@@ -31,23 +31,26 @@ interface Entry {
   newer: Entry | null;
 }
 
+/** Recent client ids of one lane, for idempotent retries; made on the lane's first message. */
+interface RecentIds {
+  /** Client id -> the seq it was given. */
+  readonly seqs: Map<string, number>;
+  /** The same ids in a ring, oldest at `next` once full: evicting needs no Map iterator. */
+  readonly ring: string[];
+  next: number;
+}
+
 export class Lane {
   /** Seq the next message in this direction gets (seqs start at 1). */
   nextSeq = 1;
-  /** Lowest seq that may still be buffered: everything below it was acked or dropped. */
-  firstSeq = 1;
   /** Highest seq the recipient acknowledged. */
   ackedSeq = 0;
   /** Highest seq the recipient marked read. */
   readSeq = 0;
   count = 0;
   bytes = 0;
-  /** Recent client ids -> seq, for idempotent retries (made on the first message). */
-  recentIds: Map<string, number> | null = null;
-  /** The same ids in a ring, oldest at `recentNext` once full: evicting needs no Map iterator. */
-  recentRing: string[] | null = null;
-  recentNext = 0;
-  /** Buffered messages, seqs firstSeq.. in order (contiguous: only the front is ever removed). */
+  recent: RecentIds | null = null;
+  /** Buffered messages in seq order (contiguous: only the front is ever removed). */
   head: Entry | null = null;
   tail: Entry | null = null;
 
@@ -90,19 +93,19 @@ export class RelayBuffer {
    * otherwise reserves the next seq for it.
    */
   assignSeq(lane: Lane, clientId: string): { seq: number; duplicate: boolean } {
-    lane.recentIds ??= new Map();
-    const known = lane.recentIds.get(clientId);
+    lane.recent ??= { seqs: new Map(), ring: [], next: 0 };
+    const recent = lane.recent;
+    const known = recent.seqs.get(clientId);
     if (known !== undefined) return { seq: known, duplicate: true };
     const seq = lane.nextSeq++;
-    lane.recentRing ??= [];
-    const ring = lane.recentRing;
+    const ring = recent.ring;
     if (ring.length < this.#opts.dedupeWindow) ring.push(clientId);
     else {
-      lane.recentIds.delete(ring[lane.recentNext] as string);
-      ring[lane.recentNext] = clientId;
-      lane.recentNext = (lane.recentNext + 1) % ring.length;
+      recent.seqs.delete(ring[recent.next] as string);
+      ring[recent.next] = clientId;
+      recent.next = (recent.next + 1) % ring.length;
     }
-    lane.recentIds.set(clientId, seq);
+    recent.seqs.set(clientId, seq);
     return { seq, duplicate: false };
   }
 
@@ -164,17 +167,13 @@ export class RelayBuffer {
     if (seq <= lane.ackedSeq) return false;
     while (lane.head && lane.head.seq <= seq) this.#removeFront(lane);
     lane.ackedSeq = seq;
-    lane.firstSeq = Math.max(lane.firstSeq, seq + 1);
     return true;
   }
 
   /** The chat is over: free the lane at once. */
   release(lane: Lane): void {
     while (lane.head) this.#removeFront(lane);
-    lane.firstSeq = lane.nextSeq;
-    lane.recentIds = null;
-    lane.recentRing = null;
-    lane.recentNext = 0;
+    lane.recent = null;
   }
 
   /** Removes expired messages now (they are otherwise removed as new ones arrive or on replay). */
@@ -205,7 +204,6 @@ export class RelayBuffer {
     const e = lane.head as Entry;
     lane.head = e.nextInLane;
     if (!lane.head) lane.tail = null;
-    lane.firstSeq = e.seq + 1;
     lane.count -= 1;
     lane.bytes -= e.bytes;
     if (e.older) e.older.newer = e.newer;

@@ -132,7 +132,7 @@ export class Relay {
   hello(conn: Connection, frame: HelloFrame, address: AddressKey): Session | null {
     const resume = frame.resume;
     const existing = resume ? this.sessions.get(resume.id) : undefined;
-    if (resume && existing && tokenMatches(existing.tokenDigest, resume.token)) {
+    if (resume && existing && tokenMatches(existing.id, resume.token)) {
       this.#resume(existing, conn, address, resume.lastSeq, resume.token);
       return existing;
     }
@@ -141,7 +141,7 @@ export class Relay {
       return null;
     }
     const identity = newIdentity();
-    const session = new Session(identity.id, identity.tokenDigest, address, this.#policies);
+    const session = new Session(identity.id, address, this.#policies);
     this.sessions.set(session.id, session);
     session.conn = conn;
     this.#metrics.hellos.inc({ outcome: resume ? 'resume_rejected' : 'new' });
@@ -181,7 +181,7 @@ export class Relay {
     if (!chat) return;
     const now = this.#clock.now();
     this.buffer.replay(
-      chat.sideOf(session).inbox,
+      chat.inboxOf(session),
       lastSeq,
       (frame, ts) => {
         conn.send(frame);
@@ -189,7 +189,7 @@ export class Relay {
       },
       (from, to) => this.#send(session, { type: 'gap', from, to }),
     );
-    if (!old) this.#send(chat.otherSide(session).session, { type: 'partner', state: 'back' });
+    if (!old) this.#send(chat.partnerOf(session), { type: 'partner', state: 'back' });
   }
 
   /** A socket closed. If it was the session's current one, the resume window starts. */
@@ -198,7 +198,7 @@ export class Relay {
     session.conn = null;
     this.#leaveWaiting(session);
     if (this.#closed) return;
-    if (session.chat) this.#send(session.chat.otherSide(session).session, { type: 'partner', state: 'away' });
+    if (session.chat) this.#send(session.chat.partnerOf(session), { type: 'partner', state: 'away' });
     session.expiry = this.#clock.schedule(this.#config.resumeWindowMs, () => this.#expire(session));
   }
 
@@ -223,7 +223,7 @@ export class Relay {
 
   /** Rate limit per session; a flood past the limit closes the socket. */
   #admit(session: Session): boolean {
-    if (session.rate.take()) {
+    if (session.takeFrame()) {
       session.floodStreak = 0;
       return true;
     }
@@ -231,7 +231,7 @@ export class Relay {
       if (session.conn) this.#close(session.conn, 'flood');
       return false;
     }
-    this.#error(session, 'rate_limited', undefined, undefined, session.rate.msUntilToken());
+    this.#error(session, 'rate_limited', undefined, undefined, session.msUntilFrame());
     return false;
   }
 
@@ -246,7 +246,7 @@ export class Relay {
     read: (s, f) => this.#read(s, f.seq),
     typing: (s, f) => {
       const chat = this.#chatOf(s);
-      if (chat) this.#send(chat.otherSide(s).session, { type: 'typing', on: f.on });
+      if (chat) this.#send(chat.partnerOf(s), { type: 'typing', on: f.on });
     },
     leave: (s) => {
       const chat = this.#chatOf(s);
@@ -322,13 +322,7 @@ export class Relay {
   }
 
   #startChat(a: Session, b: Session, interests: string[], via: 'random' | 'invite'): void {
-    const chat = new Chat(
-      newChatId(),
-      { session: a, inbox: this.buffer.newLane() },
-      { session: b, inbox: this.buffer.newLane() },
-      interests,
-      via,
-    );
+    const chat = new Chat(newChatId(), a, b, this.buffer.newLane(), this.buffer.newLane(), interests, via);
     for (const s of [a, b]) {
       s.state = 'chatting';
       s.chat = chat;
@@ -343,12 +337,11 @@ export class Relay {
   #endChat(chat: Chat, by: Session, reasons: { self: EndReason; partner: EndReason }): void {
     const now = this.#clock.now();
     const until = now + this.#config.rematchCooldownMs;
-    for (const side of chat.sides) {
-      const s = side.session;
-      this.buffer.release(side.inbox);
+    for (const s of chat.members) {
+      this.buffer.release(chat.inboxOf(s));
       s.chat = null;
       s.state = 'idle';
-      s.rememberPartner(chat.otherSide(s).session.id, until, now);
+      s.rememberPartner(chat.partnerOf(s).id, until, now);
       const reason = s === by ? reasons.self : reasons.partner;
       if (s.conn) this.#send(s, { type: 'ended', reason });
       else if (s !== by) s.pendingEnd = reason;
@@ -359,7 +352,7 @@ export class Relay {
   #report(session: Session): void {
     const chat = this.#chatOf(session);
     if (!chat) return;
-    const partner = chat.otherSide(session).session;
+    const partner = chat.partnerOf(session);
     this.#blockPair(session, partner);
     this.#reports.report([partner.id, partner.address], session.address);
     this.#endChat(chat, session, { self: 'you_reported', partner: 'partner_left' });
@@ -368,7 +361,7 @@ export class Relay {
   #block(session: Session): void {
     const chat = this.#chatOf(session);
     if (!chat) return;
-    this.#blockPair(session, chat.otherSide(session).session);
+    this.#blockPair(session, chat.partnerOf(session));
     this.#endChat(chat, session, { self: 'you_blocked', partner: 'partner_left' });
   }
 
@@ -382,15 +375,16 @@ export class Relay {
   #msg(session: Session, f: MsgFrame): void {
     const chat = session.chat;
     if (!chat) return this.#error(session, 'not_in_chat', f.id);
-    const recipient = chat.otherSide(session);
-    const { seq, duplicate } = this.buffer.assignSeq(recipient.inbox, f.id);
+    const recipient = chat.partnerOf(session);
+    const inbox = chat.inboxOf(recipient);
+    const { seq, duplicate } = this.buffer.assignSeq(inbox, f.id);
     if (!duplicate) {
       const ts = this.#clock.now();
       const frame = encodeMsg(seq, f.id, f.body, f.kind, ts);
       // Buffered before it is written: the buffer, not the socket, is what a resume trusts.
-      this.buffer.append(recipient.inbox, seq, frame, ts);
+      this.buffer.append(inbox, seq, frame, ts);
       this.#metrics.messagesRelayed.inc();
-      recipient.session.conn?.send(frame);
+      recipient.conn?.send(frame);
     }
     session.conn?.send(encodeSent(f.id, seq));
   }
@@ -398,20 +392,20 @@ export class Relay {
   #ack(session: Session, seq: number): void {
     const chat = this.#chatOf(session);
     if (!chat) return;
-    const inbox = chat.sideOf(session).inbox;
+    const inbox = chat.inboxOf(session);
     if (seq > inbox.lastSeq) return this.#error(session, 'bad_field', undefined, 'ack seq is beyond the last message.');
-    if (this.buffer.ack(inbox, seq)) this.#send(chat.otherSide(session).session, { type: 'delivered', seq });
+    if (this.buffer.ack(inbox, seq)) this.#send(chat.partnerOf(session), { type: 'delivered', seq });
   }
 
   #read(session: Session, seq: number): void {
     const chat = this.#chatOf(session);
     if (!chat) return;
-    const inbox = chat.sideOf(session).inbox;
+    const inbox = chat.inboxOf(session);
     if (seq > inbox.lastSeq)
       return this.#error(session, 'bad_field', undefined, 'read seq is beyond the last message.');
     if (seq <= inbox.readSeq) return;
     inbox.readSeq = seq;
-    this.#send(chat.otherSide(session).session, { type: 'read', seq });
+    this.#send(chat.partnerOf(session), { type: 'read', seq });
   }
 
   #chatOf(session: Session): Chat | null {

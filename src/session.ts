@@ -5,7 +5,7 @@
 import type { AddressKey } from './address.js';
 import type { Chat } from './chat.js';
 import type { TimerHandle } from './clock.js';
-import { type BucketPolicy, TokenBucket } from './limits.js';
+import { type BucketPolicy, msUntilToken, takeToken } from './limits.js';
 import type { EndReason, SessionState } from './protocol.js';
 
 /** What the core needs from a socket; ws-handler implements it over uWebSockets.js. */
@@ -24,57 +24,107 @@ export interface SessionPolicies {
   violations: BucketPolicy;
 }
 
-export class Session {
-  conn: Connection | null = null;
-  state: SessionState = 'idle';
-  chat: Chat | null = null;
+/** What few sessions ever need, made on first use (memory per session is a target in bench/). */
+class Rare {
   /** Invite code this session waits on, if any. */
   inviteCode: string | null = null;
   /** Runs when the resume window of a dropped session is over. */
   expiry: TimerHandle | null = null;
   /** A chat that ended while this session was away, told on resume. */
   pendingEnd: EndReason | null = null;
-  // Memory per session is a target (bench/): what most sessions never use is made on first use.
   /** Sessions never to be paired with again (blocks and reports either way). */
-  #blocked: Set<string> | null = null;
+  blocked: Set<string> | null = null;
   /** Recent partners -> time until which a random rematch is refused. */
-  #recentPartners: Map<string, number> | null = null;
-  readonly rate: TokenBucket;
-  #violations: TokenBucket | null = null;
+  recentPartners: Map<string, number> | null = null;
+  /** The protocol-violation bucket (see limits.ts: one number, `fullAt`). */
+  violationsFullAt = 0;
+}
+
+export class Session {
+  conn: Connection | null = null;
+  state: SessionState = 'idle';
+  chat: Chat | null = null;
   /** Frames refused for rate in a row. */
   floodStreak = 0;
+  /** The frame-rate bucket (see limits.ts: one number, not an object per session). */
+  #rateFullAt = 0;
+  #rare: Rare | null = null;
 
   constructor(
     readonly id: string,
-    readonly tokenDigest: string,
     public address: AddressKey,
     private readonly policies: SessionPolicies,
-  ) {
-    this.rate = new TokenBucket(policies.rate);
+  ) {}
+
+  #more(): Rare {
+    this.#rare ??= new Rare();
+    return this.#rare;
+  }
+
+  get inviteCode(): string | null {
+    return this.#rare?.inviteCode ?? null;
+  }
+  set inviteCode(code: string | null) {
+    if (code !== null || this.#rare) this.#more().inviteCode = code;
+  }
+
+  get expiry(): TimerHandle | null {
+    return this.#rare?.expiry ?? null;
+  }
+  set expiry(timer: TimerHandle | null) {
+    if (timer !== null || this.#rare) this.#more().expiry = timer;
+  }
+
+  get pendingEnd(): EndReason | null {
+    return this.#rare?.pendingEnd ?? null;
+  }
+  set pendingEnd(reason: EndReason | null) {
+    if (reason !== null || this.#rare) this.#more().pendingEnd = reason;
+  }
+
+  /** Takes one frame's worth of the rate allowance; false if it is spent. */
+  takeFrame(): boolean {
+    const policy = this.policies.rate;
+    const next = takeToken(policy, this.#rateFullAt, policy.clock.now());
+    if (next < 0) return false;
+    this.#rateFullAt = next;
+    return true;
+  }
+
+  /** Milliseconds until the rate allowance has a frame again. */
+  msUntilFrame(): number {
+    const policy = this.policies.rate;
+    return msUntilToken(policy, this.#rateFullAt, policy.clock.now());
   }
 
   /** Counts one protocol violation; false once the per-minute allowance is spent. */
   takeViolation(): boolean {
-    this.#violations ??= new TokenBucket(this.policies.violations);
-    return this.#violations.take();
+    const rare = this.#more();
+    const policy = this.policies.violations;
+    const next = takeToken(policy, rare.violationsFullAt, policy.clock.now());
+    if (next < 0) return false;
+    rare.violationsFullAt = next;
+    return true;
   }
 
   block(otherId: string): void {
-    this.#blocked ??= new Set();
-    this.#blocked.add(otherId);
+    const rare = this.#more();
+    rare.blocked ??= new Set();
+    rare.blocked.add(otherId);
   }
 
   hasBlocked(otherId: string): boolean {
-    return this.#blocked?.has(otherId) ?? false;
+    return this.#rare?.blocked?.has(otherId) ?? false;
   }
 
   rememberPartner(partnerId: string, until: number, now: number): void {
-    this.#recentPartners ??= new Map();
-    for (const [id, t] of this.#recentPartners) if (t <= now) this.#recentPartners.delete(id);
-    this.#recentPartners.set(partnerId, until);
+    const rare = this.#more();
+    rare.recentPartners ??= new Map();
+    for (const [id, t] of rare.recentPartners) if (t <= now) rare.recentPartners.delete(id);
+    rare.recentPartners.set(partnerId, until);
   }
 
   recentlyWith(partnerId: string, now: number): boolean {
-    return (this.#recentPartners?.get(partnerId) ?? 0) > now;
+    return (this.#rare?.recentPartners?.get(partnerId) ?? 0) > now;
   }
 }

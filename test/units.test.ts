@@ -30,9 +30,14 @@ t.test('config: defaults, parsing, all problems at once, frozen', async (t) => {
 
 t.test('identity: token check is exact', async (t) => {
   const id = newIdentity();
-  t.equal(tokenMatches(id.tokenDigest, id.token), true);
-  t.equal(tokenMatches(id.tokenDigest, `${id.token}x`), false);
-  t.equal(tokenMatches(id.tokenDigest, ''), false);
+  const other = newIdentity();
+  t.match(id.token, /^[A-Za-z0-9_-]{43}$/, '256 bits, base64url');
+  t.equal(tokenMatches(id.id, id.token), true);
+  t.equal(tokenMatches(id.id, other.token), false, "another session's token");
+  t.equal(tokenMatches(other.id, id.token), false);
+  t.equal(tokenMatches(id.id, `${id.token}x`), false);
+  t.equal(tokenMatches(id.id, `${id.token.slice(0, -1)}${id.token.endsWith('A') ? 'B' : 'A'}`), false);
+  t.equal(tokenMatches(id.id, ''), false);
 });
 
 t.test('token bucket: burst, refill, wait hint', async (t) => {
@@ -44,6 +49,23 @@ t.test('token bucket: burst, refill, wait hint', async (t) => {
   t.equal(bucket.take(), true);
   clock.advance(60_000);
   t.same([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [true, true, true, false], 'capped at burst');
+});
+
+t.test('token bucket: fractional rates on epoch-millisecond clocks give exactly the burst', async (t) => {
+  // Float error on ~1.7e12 ms must neither refuse the last token of a burst nor allow one more.
+  for (const perSecond of [3, 7, 1 / 6, 1000]) {
+    const clock = new ManualClock(1_763_000_000_000.123);
+    const bucket = new TokenBucket({ clock, perSecond, burst: 5 });
+    const takes = Array.from({ length: 6 }, () => bucket.take());
+    t.same(takes, [true, true, true, true, true, false], `${perSecond}/s`);
+    const wait = bucket.msUntilToken();
+    t.equal(wait, Math.ceil(1000 / perSecond), `${perSecond}/s: wait one interval`);
+    clock.advance(wait - 1);
+    t.equal(bucket.take(), false, `${perSecond}/s: not a millisecond early`);
+    clock.advance(1);
+    t.equal(bucket.take(), true, `${perSecond}/s: then one token`);
+    t.equal(bucket.take(), false);
+  }
 });
 
 t.test('reports: distinct reporters within the window start a cool-down', async (t) => {
