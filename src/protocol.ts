@@ -237,6 +237,20 @@ export const encodeMsg = (seq: number, id: string, body: string, kind: string | 
 export const encodeSent = (id: string, seq: number): string =>
   `{"type":"sent","id":${JSON.stringify(id)},"seq":${seq}}`;
 
+/**
+ * Welcome frames of one server, one per session setup: what every welcome
+ * shares (resume window, limits) is encoded once. Byte-identical to `encode`
+ * of the same frame (a test checks).
+ */
+export function welcomeEncoder(
+  resumeWindowMs: number,
+  limits: Limits,
+): (id: string, token: string, resumed: boolean, state: SessionState, chat: ChatState | null) => string {
+  const shared = `"resumeWindowMs":${JSON.stringify(resumeWindowMs)},"limits":${JSON.stringify(limits)}`;
+  return (id, token, resumed, state, chat) =>
+    `{"type":"welcome","id":${JSON.stringify(id)},"token":${JSON.stringify(token)},"resumed":${resumed},${shared},"state":${JSON.stringify(state)},"chat":${JSON.stringify(chat)}}`;
+}
+
 // ---- decoding --------------------------------------------------------------
 
 export interface DecodeLimits {

@@ -27,6 +27,7 @@ import {
   MAX_INTERESTS,
   type MsgFrame,
   type ServerFrame,
+  welcomeEncoder,
 } from './protocol.js';
 import { RelayBuffer } from './relay-buffer.js';
 import { ReportTracker } from './reports.js';
@@ -49,7 +50,7 @@ export class Relay {
   readonly #config: Config;
   readonly #clock: Clock;
   readonly #metrics: RelayMetrics;
-  readonly #limits: Limits;
+  readonly #encodeWelcome: ReturnType<typeof welcomeEncoder>;
   readonly #policies: SessionPolicies;
   #activeChats = 0;
   #connections = 0;
@@ -59,7 +60,7 @@ export class Relay {
     this.#config = config;
     this.#clock = clock;
     this.#metrics = metrics;
-    this.#limits = {
+    const limits: Limits = {
       maxPayloadBytes: config.maxPayloadBytes,
       maxMessageBytes: config.maxMessageBytes,
       rateLimitPerSec: config.rateLimitPerSec,
@@ -68,6 +69,7 @@ export class Relay {
       maxInterestLength: MAX_INTEREST_LENGTH,
       bufferMessages: config.bufferSessionMaxMessages,
     };
+    this.#encodeWelcome = welcomeEncoder(config.resumeWindowMs, limits);
     this.#policies = {
       rate: { clock, perSecond: config.rateLimitPerSec, burst: config.rateLimitBurst },
       violations: { clock, perSecond: config.maxErrorsPerMinute / 60, burst: config.maxErrorsPerMinute },
@@ -149,18 +151,10 @@ export class Relay {
     return session;
   }
 
-  /** The token is passed in because only its digest is kept. */
+  /** The token is passed in because it is not kept. */
   #welcome(session: Session, token: string, resumed: boolean): void {
-    this.#send(session, {
-      type: 'welcome',
-      id: session.id,
-      token,
-      resumed,
-      resumeWindowMs: this.#config.resumeWindowMs,
-      limits: this.#limits,
-      state: session.state,
-      chat: session.chat ? session.chat.stateFor(session) : null,
-    });
+    const chat = session.chat ? session.chat.stateFor(session) : null;
+    session.conn?.send(this.#encodeWelcome(session.id, token, resumed, session.state, chat));
   }
 
   #resume(session: Session, conn: Connection, address: AddressKey, lastSeq: number, token: string): void {

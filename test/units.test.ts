@@ -3,7 +3,15 @@ import t from 'tap';
 import { ConfigError, loadConfig, settings } from '../src/config.js';
 import { newIdentity, tokenMatches } from '../src/identity.js';
 import { TokenBucket } from '../src/limits.js';
-import { decodeClientFrame, encode, encodeMsg, encodeSent, utf8Length } from '../src/protocol.js';
+import {
+  decodeClientFrame,
+  encode,
+  encodeMsg,
+  encodeSent,
+  utf8Length,
+  type WelcomeFrame,
+  welcomeEncoder,
+} from '../src/protocol.js';
 import { ReportTracker } from '../src/reports.js';
 import { ManualClock } from './fixtures/manual-clock.js';
 
@@ -132,5 +140,44 @@ t.test('protocol: the hand-built msg and sent frames are exactly what encode giv
     );
     t.equal(encodeSent(text, 9), encode({ type: 'sent', id: text, seq: 9 }));
     t.same(JSON.parse(encodeMsg(1, 'a', text, undefined, 2)).body, text, 'and it parses back');
+  }
+});
+
+t.test('the hand-built welcome is byte-identical to encode', async (t) => {
+  const limits = {
+    maxPayloadBytes: 16384,
+    maxMessageBytes: 4096,
+    rateLimitPerSec: 20,
+    rateLimitBurst: 40,
+    maxInterests: 5,
+    maxInterestLength: 32,
+    bufferMessages: 500,
+  };
+  const welcome = welcomeEncoder(120_000, limits);
+  const chat = {
+    id: 'c1',
+    partner: 'away' as const,
+    interests: ['a "b"', 'ü'],
+    initiator: true,
+    sentSeq: 3,
+    deliveredSeq: 2,
+    readSeq: 1,
+  };
+  for (const [resumed, state, c] of [
+    [false, 'idle', null],
+    [true, 'chatting', chat],
+    [true, 'queued', null],
+  ] as const) {
+    const frame: WelcomeFrame = {
+      type: 'welcome',
+      id: 'i"d',
+      token: 't\\k',
+      resumed,
+      resumeWindowMs: 120_000,
+      limits,
+      state,
+      chat: c === null ? null : { ...c, interests: [...c.interests] },
+    };
+    t.equal(welcome('i"d', 't\\k', resumed, state, c), encode(frame), state);
   }
 });
