@@ -21,6 +21,7 @@ const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
 const targets = arg('targets')?.split('=')[1]?.split(',');
 const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio').split(',');
 const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
+const sum = (xs, f) => xs.reduce((s, x) => s + f(x), 0);
 
 // Every run is bounded in count and time; the full profile is what RESULTS.md shows.
 const PROFILES = {
@@ -53,7 +54,8 @@ const PROFILES = {
     trafficWorkers: 2,
   },
   full: {
-    workers: 4,
+    // One generator process per core: more only queue behind each other (19,500 sockets fit in two).
+    workers: 2,
     steps: [2500, 5000, 10000, 15000, 19500],
     holdMs: 120_000,
     pairs: 200,
@@ -66,7 +68,10 @@ const PROFILES = {
     trafficWorkers: 2,
   },
 };
-const P = PROFILES[mode];
+const P = { ...PROFILES[mode] };
+// --workers=N: generator processes (and source addresses 127.0.0.2..) for the connection phases; a
+// bigger machine, or a cluster measured toward 60,000 sessions, needs more (at most ~19,500 sockets each).
+if (arg('workers')) P.workers = Number(arg('workers').split('=')[1]);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const per = (total, n) => Array.from({ length: n }, (_, i) => Math.floor(total / n) + (i < total % n ? 1 : 0));
 
@@ -97,11 +102,13 @@ async function capacity(name, port) {
     let have = 0;
     for (const target of P.steps) {
       const add = target - have;
+      const generator0 = sum(await pool.all('counts'), (r) => r.workerCpuMs);
       const cpu0 = relay.sample().cpuSeconds;
       const t0 = Date.now();
       const conn = await pool.all('connect', (i) => ({ count: per(add, P.workers)[i], concurrency: 128 }));
       const setupMs = Date.now() - t0;
       const setupCpu = relay.sample().cpuSeconds - cpu0;
+      const generatorMs = sum(conn, (r) => r.workerCpuMs) - generator0;
       const t1 = Date.now();
       await pool.all('find');
       const pairMs = Date.now() - t1;
@@ -114,6 +121,9 @@ async function capacity(name, port) {
         sessions: have,
         setupPerSec: Math.round((have - before) / (setupMs / 1000)),
         setupPerServerCpuSecond: Math.round((have - before) / Math.max(setupCpu, 0.01)),
+        // CPU per session set up, each side: what bounds the setup rate when both share the machine.
+        serverCpuPerSetupUs: Math.round((setupCpu * 1e6) / (have - before)),
+        generatorCpuPerSetupUs: Math.round((generatorMs * 1e3) / (have - before)),
         pairMs,
         rssBytes: rss,
         rssPerSessionBytes: Math.round((rss - base) / have),
@@ -223,6 +233,7 @@ async function storm(name, port) {
   return withRelay(name, port, async (_relay, pool) => {
     await pool.all('connect', (i) => ({ count: per(P.storm, P.workers)[i], concurrency: 64 }));
     await pool.all('find');
+    await pool.all('stormDeafen');
     const dropped = await pool.all('stormDrop', { messages: 5 });
     const unconfirmed = dropped.reduce((s, r) => s + r.unconfirmed, 0);
     await sleep(500);
@@ -246,6 +257,7 @@ const results = {
   date: new Date().toISOString(),
   machine: {
     cpus: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown'}`,
+    cores: cpus().length,
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     fileLimit: readFileSync('/proc/self/limits', 'utf8').match(/Max open files\s+(\d+)/)?.[1],

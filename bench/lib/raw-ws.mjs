@@ -73,104 +73,121 @@ function target(url) {
   return t;
 }
 
-/** Opens ws:// or wss://host:port/path from `local` ({ address, port }); resolves with { send, close } once upgraded. */
-export function openRawSocket(url, local, onText, onClose) {
-  const t = target(url);
-  return new Promise((resolve, reject) => {
-    let upgraded = false;
-    /** Bytes of an incomplete frame (or response head) carried to the next read, copied out of READ_BUFFER. */
-    let pending = null;
-    let corked = false;
-    let socket;
+/**
+ * One client socket. A class rather than closures because a connect storm
+ * makes tens of thousands of these and every one survives: per-socket closures
+ * were garbage-collector work (the young generation copies what survives).
+ */
+class RawSocket {
+  upgraded = false;
+  /** Bytes of an incomplete frame (or response head) carried to the next read, copied out of READ_BUFFER. */
+  pending = null;
+  corked = false;
 
-    const uncork = () => {
-      corked = false;
-      socket.uncork();
-    };
-    const write = (buf) => {
-      if (socket.destroyed) return;
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        setImmediate(uncork);
-      }
-      socket.write(buf);
-    };
-    const api = {
-      send: (text) => write(textFrame(text)),
-      close: () => socket.destroy(),
-    };
-
-    /** Handles every whole frame in `buf`; returns where the first incomplete one starts. */
-    const parse = (buf) => {
-      let at = 0;
-      while (buf.length - at >= 2) {
-        const opcode = buf[at] & 0x0f;
-        let len = buf[at + 1] & 0x7f;
-        let head = 2;
-        if (len === 126) {
-          if (buf.length - at < 4) break;
-          len = buf.readUInt16BE(at + 2);
-          head = 4;
-        } else if (len === 127) {
-          if (buf.length - at < 10) break;
-          len = Number(buf.readBigUInt64BE(at + 2));
-          head = 10;
-        }
-        if (buf.length - at < head + len) break;
-        const start = at + head;
-        at = start + len;
-        if (opcode === OP_TEXT) onText(buf.toString('utf8', start, at));
-        else if (opcode === OP_PING) write(frame(OP_PONG, Buffer.from(buf.subarray(start, at))));
-        else if (opcode === OP_CLOSE) socket.destroy();
-        else if (opcode !== OP_PONG) socket.destroy(new Error(`unexpected opcode ${opcode}`));
-        if (socket.destroyed) return buf.length;
-      }
-      return at;
-    };
-
-    const handshake = (buf) => {
-      const end = buf.indexOf(HEAD_END);
-      if (end < 0) return 0;
-      if (buf.compare(STATUS_101, 0, STATUS_101.length, 0, STATUS_101.length) !== 0) {
-        socket.destroy();
-        reject(new Error(`upgrade refused: ${buf.toString('latin1', 0, buf.indexOf('\r\n'))}`));
-        return buf.length;
-      }
-      upgraded = true;
-      resolve(api);
-      return end + 4 + parse(buf.subarray(end + 4));
-    };
-
-    const onread = {
-      buffer: READ_BUFFER,
-      callback: (nread, chunk) => {
-        const data = chunk.subarray(0, nread);
-        const buf = pending ? Buffer.concat([pending, data]) : data;
-        const used = upgraded ? parse(buf) : handshake(buf);
-        // READ_BUFFER is overwritten by the next read of any socket: keep a copy of what is left.
-        pending = used < buf.length ? Buffer.from(buf.subarray(used)) : null;
-      },
-    };
+  constructor(t, local, onText, onClose, resolve, reject) {
+    this.onText = onText;
+    this.onClose = onClose;
+    this.resolve = resolve;
+    this.reject = reject;
     const options = {
       host: t.host,
       port: t.port,
       localAddress: local.address,
       localPort: local.port,
       noDelay: true,
-      onread,
+      onread: { buffer: READ_BUFFER, callback: (nread, chunk) => this.read(chunk.subarray(0, nread)) },
     };
     // A TLS proxy in a bench usually has a self-signed certificate: BENCH_TLS_VERIFY=1 checks it.
-    socket = t.secure
+    const socket = t.secure
       ? connectTls({ ...options, servername: t.servername, rejectUnauthorized: process.env.BENCH_TLS_VERIFY === '1' })
       : connect(options);
+    this.socket = socket;
     socket.once(t.secure ? 'secureConnect' : 'connect', () => socket.write(t.request));
     socket.once('error', (err) => {
-      if (!upgraded) reject(err);
+      if (!this.upgraded) reject(err);
     });
     socket.once('close', () => {
-      if (upgraded) onClose();
+      if (this.upgraded) onClose();
       else reject(new Error('closed before the upgrade'));
     });
-  });
+  }
+
+  send(text) {
+    this.write(textFrame(text));
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+
+  /** Writes made in one tick leave in one syscall. */
+  write(buf) {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      setImmediate(uncork, this);
+    }
+    socket.write(buf);
+  }
+
+  read(data) {
+    const buf = this.pending ? Buffer.concat([this.pending, data]) : data;
+    const used = this.upgraded ? this.parse(buf) : this.handshake(buf);
+    // READ_BUFFER is overwritten by the next read of any socket: keep a copy of what is left.
+    this.pending = used < buf.length ? Buffer.from(buf.subarray(used)) : null;
+  }
+
+  handshake(buf) {
+    const end = buf.indexOf(HEAD_END);
+    if (end < 0) return 0;
+    if (buf.compare(STATUS_101, 0, STATUS_101.length, 0, STATUS_101.length) !== 0) {
+      this.socket.destroy();
+      this.reject(new Error(`upgrade refused: ${buf.toString('latin1', 0, buf.indexOf('\r\n'))}`));
+      return buf.length;
+    }
+    this.upgraded = true;
+    this.resolve(this);
+    return end + 4 + this.parse(buf.subarray(end + 4));
+  }
+
+  /** Handles every whole frame in `buf`; returns where the first incomplete one starts. */
+  parse(buf) {
+    let at = 0;
+    while (buf.length - at >= 2) {
+      const opcode = buf[at] & 0x0f;
+      let len = buf[at + 1] & 0x7f;
+      let head = 2;
+      if (len === 126) {
+        if (buf.length - at < 4) break;
+        len = buf.readUInt16BE(at + 2);
+        head = 4;
+      } else if (len === 127) {
+        if (buf.length - at < 10) break;
+        len = Number(buf.readBigUInt64BE(at + 2));
+        head = 10;
+      }
+      if (buf.length - at < head + len) break;
+      const start = at + head;
+      at = start + len;
+      if (opcode === OP_TEXT) this.onText(buf.toString('utf8', start, at));
+      else if (opcode === OP_PING) this.write(frame(OP_PONG, Buffer.from(buf.subarray(start, at))));
+      else if (opcode === OP_CLOSE) this.socket.destroy();
+      else if (opcode !== OP_PONG) this.socket.destroy(new Error(`unexpected opcode ${opcode}`));
+      if (this.socket.destroyed) return buf.length;
+    }
+    return at;
+  }
+}
+
+function uncork(raw) {
+  raw.corked = false;
+  raw.socket.uncork();
+}
+
+/** Opens ws:// or wss://host:port/path from `local` ({ address, port }); resolves with { send, close } once upgraded. */
+export function openRawSocket(url, local, onText, onClose) {
+  const t = target(url);
+  return new Promise((resolve, reject) => new RawSocket(t, local, onText, onClose, resolve, reject));
 }

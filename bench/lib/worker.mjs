@@ -240,17 +240,26 @@ class Worker {
   }
 
   /**
+   * Resume storm, part 0: every client stops reading. A step of its own, done by every process
+   * before any sends: a partner in another process could otherwise deliver (and get acked) a
+   * message before this client went deaf, and it would never be missed.
+   */
+  stormDeafen() {
+    for (const c of this.clients) {
+      c.deaf = true;
+      c.lastSeq = 0;
+      c.inFlight = 0;
+    }
+    return {};
+  }
+
+  /**
    * Resume storm, part 1: every client sends `messages` while all of them stop reading, and once
    * the relay has confirmed all of them (`sent`: they are in its buffer), all drop at once. Waiting
    * for the confirmations keeps the storm about resuming: a slower relay is not charged for
    * messages it had not read yet when the sockets went.
    */
   async stormDrop({ messages, timeoutMs = 60_000 }) {
-    for (const c of this.clients) {
-      c.deaf = true;
-      c.lastSeq = 0;
-      c.inFlight = 0;
-    }
     for (const c of this.clients) for (let i = 0; i < messages; i++) c.message(16);
     const started = now();
     while (this.clients.some((c) => c.inFlight > 0) && now() - started < timeoutMs)
