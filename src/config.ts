@@ -116,7 +116,7 @@ export const settings = {
     'MAX_CONNECTIONS',
     100_000,
     int(1),
-    'Open WebSockets in this process; more are refused with HTTP 503.',
+    'Open WebSockets in this process; more are refused with HTTP 503. Capped below the open-file limit (logged at start).',
   ),
   maxConnectionsPerAddress: setting(
     'MAX_CONNECTIONS_PER_ADDRESS',

@@ -43,21 +43,28 @@ const COMMON_HEADERS: [string, string][] = [
   ['Referrer-Policy', 'no-referrer'],
 ];
 
+/** `closeConnection` ends the keep-alive connection after the reply (a refused upgrade frees its descriptor). */
 export function reply(
   res: HttpResponse,
   status: string,
   body: string,
   contentType = 'application/json',
   headers: [string, string][] = [],
+  closeConnection = false,
 ): void {
   res.cork(() => {
     res.writeStatus(status);
     res.writeHeader('Content-Type', contentType);
     for (const [k, v] of COMMON_HEADERS) res.writeHeader(k, v);
     for (const [k, v] of headers) res.writeHeader(k, v);
-    res.end(body);
+    res.end(body, closeConnection);
   });
 }
 
-export const replyJson = (res: HttpResponse, status: string, value: unknown, headers: [string, string][] = []): void =>
-  reply(res, status, JSON.stringify(value), 'application/json', headers);
+export const replyJson = (
+  res: HttpResponse,
+  status: string,
+  value: unknown,
+  headers: [string, string][] = [],
+  closeConnection = false,
+): void => reply(res, status, JSON.stringify(value), 'application/json', headers, closeConnection);

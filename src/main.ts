@@ -3,6 +3,7 @@
  * environment, builds the server, wires the signals.
  */
 import { ConfigError, loadConfig } from './config.js';
+import { openFileLimit, socketsWithin } from './file-limit.js';
 import { createLogger, errorSummary } from './logger.js';
 import { startServer } from './server.js';
 import { createShutdown } from './shutdown.js';
@@ -18,6 +19,17 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger(config.logLevel);
+  const fileLimit = openFileLimit();
+  if (fileLimit !== null && config.maxConnections > socketsWithin(fileLimit)) {
+    const maxConnections = socketsWithin(fileLimit);
+    // A warning only when someone asked for more; the default is meant to be capped by the machine.
+    const level = process.env.MAX_CONNECTIONS === undefined ? 'info' : 'warn';
+    logger[level](
+      { configured: config.maxConnections, openFileLimit: fileLimit, maxConnections },
+      'open WebSockets capped by the open-file limit (raise ulimit -n to hold more)',
+    );
+    config = Object.freeze({ ...config, maxConnections });
+  }
   const server = await startServer(config, { logger });
   const shutdown = createShutdown({
     server,

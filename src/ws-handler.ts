@@ -55,7 +55,8 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
     reason: string,
   ) => {
     metrics.upgradesRefused.inc({ reason });
-    replyJson(res, status, { error: reason });
+    // Closed after the reply: a client refused for want of room should not keep a descriptor busy.
+    replyJson(res, status, { error: reason }, [], true);
   };
 
   return {
