@@ -20,8 +20,8 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const fileLimit = openFileLimit();
-  if (fileLimit !== null && config.maxConnections > socketsWithin(fileLimit)) {
-    const maxConnections = socketsWithin(fileLimit);
+  const maxConnections = fileLimit === null ? config.maxConnections : socketsWithin(fileLimit);
+  if (config.maxConnections > maxConnections) {
     // A warning only when someone asked for more; the default is meant to be capped by the machine.
     const level = process.env.MAX_CONNECTIONS === undefined ? 'info' : 'warn';
     logger[level](
