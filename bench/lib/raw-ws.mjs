@@ -21,8 +21,10 @@ const HEAD_END = Buffer.from('\r\n\r\n');
 /** Every socket of the process reads into this; callbacks run one at a time, so sharing is safe. */
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 
+/** One masked frame; `payload` is a Buffer or a string (written straight in as UTF-8: one allocation). */
 function frame(opcode, payload) {
-  const len = payload.length;
+  const text = typeof payload === 'string';
+  const len = text ? Buffer.byteLength(payload) : payload.length;
   const head = len < 126 ? 6 : len < 65536 ? 8 : 14;
   const out = Buffer.allocUnsafe(head + len);
   out[0] = 0x80 | opcode;
@@ -35,19 +37,8 @@ function frame(opcode, payload) {
     out.writeBigUInt64BE(BigInt(len), 2);
   }
   out.writeUInt32BE(0, head - 4); // the zero mask leaves the payload as it is
-  payload.copy(out, head);
-  return out;
-}
-
-/** A text frame straight from a string: one allocation, no intermediate Buffer. */
-function textFrame(text) {
-  const len = Buffer.byteLength(text);
-  if (len >= 126) return frame(OP_TEXT, Buffer.from(text));
-  const out = Buffer.allocUnsafe(6 + len);
-  out[0] = 0x80 | OP_TEXT;
-  out[1] = 0x80 | len;
-  out.writeUInt32BE(0, 2);
-  out.write(text, 6);
+  if (text) out.write(payload, head);
+  else payload.copy(out, head);
   return out;
 }
 
@@ -113,7 +104,7 @@ class RawSocket {
   }
 
   send(text) {
-    this.write(textFrame(text));
+    this.write(frame(OP_TEXT, text));
   }
 
   close() {
@@ -172,7 +163,8 @@ class RawSocket {
       const start = at + head;
       at = start + len;
       if (opcode === OP_TEXT) this.onText(buf.toString('utf8', start, at));
-      else if (opcode === OP_PING) this.write(frame(OP_PONG, Buffer.from(buf.subarray(start, at))));
+      else if (opcode === OP_PING)
+        this.write(frame(OP_PONG, buf.subarray(start, at))); // frame() copies it out
       else if (opcode === OP_CLOSE) this.socket.destroy();
       else if (opcode !== OP_PONG) this.socket.destroy(new Error(`unexpected opcode ${opcode}`));
       if (this.socket.destroyed) return buf.length;
