@@ -82,7 +82,7 @@ function misses(results, H) {
       `**Setup rate against the ws peer:** ${ms(o.setup / ws.setup)}x, short of 2x. Both runs share the same ` +
         `generator cost per setup (${n(o.setupGeneratorUs)} and ${n(ws.setupGeneratorUs)} µs), which narrows any ` +
         `ratio of wall-clock rates; per server CPU-second the ratio is ${ms(o.setupPerCpu / ws.setupPerCpu)}x ` +
-        `(${n(o.setupServerUs)} against ${n(ws.setupServerUs)} µs of relay CPU per setup).`,
+        `(${n(o.setupPerCpu)} against ${n(ws.setupPerCpu)} setups per relay CPU-second, each at its best step).`,
     );
   for (const [peer, memory, msgs] of [
     ['ws', 3, 1.5],
