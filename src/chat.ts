@@ -4,7 +4,7 @@
  * fields (no side objects) because every paired session pays for them.
  */
 
-import type { ChatState } from './protocol.js';
+import type { ChatState, PairedVia } from './protocol.js';
 import type { Lane } from './relay-buffer.js';
 import type { Session } from './session.js';
 
@@ -21,7 +21,7 @@ export class Chat {
     readonly initiatorInbox: Lane,
     readonly responderInbox: Lane,
     interests: readonly string[],
-    readonly via: 'random' | 'invite',
+    readonly via: PairedVia,
   ) {
     this.interests = interests.length > 0 ? interests : NO_INTERESTS;
   }
@@ -48,6 +48,7 @@ export class Chat {
       partner: partner.conn ? 'here' : 'away',
       interests: [...this.interests],
       initiator: this.initiator === session,
+      via: this.via,
       sentSeq: outbox.lastSeq,
       deliveredSeq: outbox.ackedSeq,
       readSeq: outbox.readSeq,

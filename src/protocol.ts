@@ -105,6 +105,8 @@ export interface ChatState {
   partner: 'here' | 'away';
   interests: string[];
   initiator: boolean;
+  /** How the chat was paired: `invite` means the partner holds the same invite code (a friend). */
+  via: PairedVia;
   /** Highest seq the server assigned to your messages in this chat. */
   sentSeq: number;
   /** Highest of your seqs the partner acknowledged. */
@@ -114,6 +116,8 @@ export interface ChatState {
 }
 
 export type SessionState = 'idle' | 'queued' | 'chatting';
+
+export type PairedVia = 'random' | 'invite';
 
 export interface WelcomeFrame {
   type: 'welcome';
@@ -139,6 +143,8 @@ export interface MatchedFrame {
   interests: string[];
   /** Exactly one side of a chat is the initiator; useful to order a key exchange. */
   initiator: boolean;
+  /** `invite` when both sides joined the same invite code (friends), `random` otherwise. */
+  via: PairedVia;
 }
 export interface SentFrame {
   type: 'sent';

@@ -26,6 +26,7 @@ import {
   MAX_INTEREST_LENGTH,
   MAX_INTERESTS,
   type MsgFrame,
+  type PairedVia,
   type ServerFrame,
   welcomeEncoder,
 } from './protocol.js';
@@ -315,7 +316,7 @@ export class Relay {
     this.#startChat(a, b, shared, 'random');
   }
 
-  #startChat(a: Session, b: Session, interests: string[], via: 'random' | 'invite'): void {
+  #startChat(a: Session, b: Session, interests: string[], via: PairedVia): void {
     const chat = new Chat(newChatId(), a, b, this.buffer.newLane(), this.buffer.newLane(), interests, via);
     for (const s of [a, b]) {
       s.state = 'chatting';
@@ -324,8 +325,8 @@ export class Relay {
     }
     this.#activeChats++;
     this.#metrics.matches.inc({ via });
-    this.#send(a, { type: 'matched', chat: chat.id, interests, initiator: true });
-    this.#send(b, { type: 'matched', chat: chat.id, interests, initiator: false });
+    this.#send(a, { type: 'matched', chat: chat.id, interests, initiator: true, via });
+    this.#send(b, { type: 'matched', chat: chat.id, interests, initiator: false, via });
   }
 
   #endChat(chat: Chat, by: Session, reasons: { self: EndReason; partner: EndReason }): void {

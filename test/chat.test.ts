@@ -13,7 +13,7 @@ t.test('find pairs two strangers into one chat, one of them the initiator', asyn
   t.same(await b.any(), { type: 'queued' }, 'the second finder is also told queued first');
   const ma = await a.any();
   const mb = await b.any();
-  t.match(ma, { type: 'matched', interests: [] });
+  t.match(ma, { type: 'matched', interests: [], via: 'random' });
   t.equal(ma.type === 'matched' && mb.type === 'matched' && ma.chat === mb.chat, true, 'same chat');
   t.equal(ma.type === 'matched' && mb.type === 'matched' && ma.initiator !== mb.initiator, true, 'one initiator');
 });

@@ -29,6 +29,7 @@ t.test('an invite pairs its first two holders, then is used up', async (t) => {
   const ma = await a.next('matched');
   t.equal(ma.chat, mb.chat, 'friends share a chat (code is case- and dash-insensitive)');
   t.equal(ma.initiator, true, 'the one who waited is the initiator');
+  t.same([ma.via, mb.via], ['invite', 'invite'], 'both are told they were paired by invite');
   c.send({ type: 'join', code });
   t.match(await c.next('error'), { code: 'invite_used' });
   c.send({ type: 'join', code: 'ZZZZZZZZZZ' });

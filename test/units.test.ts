@@ -159,6 +159,7 @@ t.test('the hand-built welcome is byte-identical to encode', async (t) => {
     partner: 'away' as const,
     interests: ['a "b"', 'ü'],
     initiator: true,
+    via: 'invite' as const,
     sentSeq: 3,
     deliveredSeq: 2,
     readSeq: 1,
