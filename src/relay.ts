@@ -96,7 +96,7 @@ export class Relay {
       clock,
       interestWaitMs: config.matchInterestWaitMs,
       maxLength: config.maxQueueLength,
-      compatible: (a, b) => this.#compatible(a, b),
+      compatibleFrom: (a, b) => this.#compatibleFrom(a, b),
       onMatch: (first, second, shared) => this.#matchFromRoom(first, second, shared),
     });
   }
@@ -299,12 +299,12 @@ export class Relay {
     session.state = 'idle';
   }
 
-  #compatible(a: string, b: string): boolean {
+  /** Never for a block either way; otherwise once both sides' rematch cool-downs are over. */
+  #compatibleFrom(a: string, b: string): number {
     const sa = this.sessions.get(a);
     const sb = this.sessions.get(b);
-    if (!sa || !sb) return false;
-    const now = this.#clock.now();
-    return !sa.hasBlocked(b) && !sb.hasBlocked(a) && !sa.recentlyWith(b, now) && !sb.recentlyWith(a, now);
+    if (!sa || !sb || sa.hasBlocked(b) || sb.hasBlocked(a)) return Number.POSITIVE_INFINITY;
+    return Math.max(sa.rematchAt(b), sb.rematchAt(a));
   }
 
   #matchFromRoom(first: Waiter, second: Waiter, shared: string[]): void {

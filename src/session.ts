@@ -124,7 +124,8 @@ export class Session {
     rare.recentPartners.set(partnerId, until);
   }
 
-  recentlyWith(partnerId: string, now: number): boolean {
-    return (this.#rare?.recentPartners?.get(partnerId) ?? 0) > now;
+  /** When a random rematch with `partnerId` is allowed again (0 if it always was). */
+  rematchAt(partnerId: string): number {
+    return this.#rare?.recentPartners?.get(partnerId) ?? 0;
   }
 }

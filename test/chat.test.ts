@@ -1,4 +1,5 @@
 import t from 'tap';
+import { ManualClock } from './fixtures/manual-clock.js';
 import { startTestServer } from './fixtures/server.js';
 import { pairedClients, TestClient } from './fixtures/ws-client.js';
 
@@ -113,6 +114,31 @@ t.test('no instant rematch with someone you just left; a third person is paired 
   t.equal(b.all('matched').length, 1, 'b is still waiting, not paired with a again');
 });
 
+t.test('two people alone are paired again the moment their rematch cool-down ends', async (t) => {
+  // Next in one window, New chat in the other: both wait; nobody else arrives.
+  const clock = new ManualClock(Date.now());
+  const srv = await startTestServer({ rematchCooldownMs: 30_000 }, clock);
+  t.teardown(srv.close);
+  const { a, b, chat } = await pairedClients(srv.url);
+  a.send({ type: 'leave' });
+  a.send({ type: 'find' });
+  await a.next('queued');
+  await b.next('ended');
+  b.send({ type: 'find' });
+  await b.next('queued');
+  clock.advance(29_999);
+  for (const c of [a, b]) {
+    c.send({ type: 'ping' });
+    await c.next('pong');
+    t.equal(c.all('matched').length, 1, 'not before the cool-down ends');
+  }
+  clock.advance(1);
+  const [ma, mb] = await Promise.all([a.next('matched'), b.next('matched')]);
+  t.equal(ma.chat, mb.chat, 'paired with each other');
+  t.not(ma.chat, chat, 'in a new chat');
+  t.equal(srv.server.relay.stats().queueLength, 0);
+});
+
 t.test(
   'report ends the chat, blocks the pair for good, and enough reports put the reported on cool-down',
   async (t) => {
@@ -161,7 +187,11 @@ t.test('block ends the chat and blocks the pair without counting as a report', a
   const [third] = await TestClient.hello(srv.url);
   third.send({ type: 'find' });
   const m = await third.next('matched');
-  t.ok(m.chat, 'a newcomer is paired with one of them');
+  const mo = await other.next('matched');
+  t.equal(mo.chat, m.chat, 'the newcomer is paired with the longest waiter');
+  blocker.send({ type: 'ping' });
+  await blocker.next('pong');
+  t.equal(blocker.all('matched').length, 1, 'and the blocker waits on');
 });
 
 t.test('find and join refuse a second chat; cancel leaves the queue', async (t) => {
