@@ -4,7 +4,14 @@
  * or `ws` in Node). It keeps what a resume needs (identity, chat, last seq),
  * drops duplicate deliveries, acks what it received, and re-sends messages the
  * server had not confirmed (same ids, so the server never relays them twice).
+ *
+ * Messages leave through an outbox, in order: paced by the limits the server
+ * announced in its welcome (so a fast typist rarely meets `rate_limited`),
+ * paused when the server refuses one for rate anyway (a burst bunched up on
+ * the way), and sent again from the refused one on after `retryAfterMs`.
  */
+import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import { type BucketPolicy, msUntilToken, takeToken } from './limits.js';
 import {
   type ClientFrame,
   encode,
@@ -32,16 +39,21 @@ export interface RelayClientOptions {
   createSocket: SocketFactory;
   /** Acknowledge received messages automatically (default true). */
   autoAck?: boolean;
+  /** Time for pacing and pauses (tests inject one). */
+  clock?: Clock;
 }
 
 type Listener<T extends ServerFrameType> = (frame: ServerFrameOf<T>) => void;
 type AnyListener = (frame: ServerFrame) => void;
 
 interface Outgoing {
-  id: string;
-  body: string;
-  kind?: string;
+  readonly frame: { type: 'msg'; id: string; body: string; kind?: string };
+  /** Written to the current socket; cleared when the socket closes or the server refuses it for rate. */
+  written: boolean;
 }
+
+/** Frames that cost nothing from the server's frame budget (see docs/protocol.md, "Rate limits"). */
+const UNMETERED = new Set<string>(['typing', 'ack', 'read']);
 
 const OPEN = 1;
 
@@ -56,14 +68,23 @@ export class RelayClient {
 
   readonly #opts: Required<RelayClientOptions>;
   readonly #listeners = new Map<string, Set<AnyListener>>();
-  readonly #unconfirmed = new Map<string, Outgoing>();
+  /** Messages not yet confirmed by a `sent`, in the order they were written. */
+  readonly #outbox = new Map<string, Outgoing>();
   readonly #closeListeners = new Set<(close: { code: number; reason: string }) => void>();
   #socket: WebSocketLike | null = null;
+  /** The current socket has had its welcome: messages may go out. */
+  #ready = false;
   #ackScheduled = false;
   #counter = 0;
+  /** The server's frame budget as its welcome announced it, mirrored to pace the outbox. */
+  #budget: BucketPolicy | null = null;
+  #budgetFullAt = 0;
+  /** Set while the outbox waits (for the budget, or for a refusal's retry hint). */
+  #pumpTimer: TimerHandle | null = null;
+  #pausedUntil = 0;
 
   constructor(opts: RelayClientOptions) {
-    this.#opts = { autoAck: true, ...opts };
+    this.#opts = { autoAck: true, clock: systemClock, ...opts };
   }
 
   /**
@@ -75,6 +96,7 @@ export class RelayClient {
     const previous = this.#socket;
     const socket = this.#opts.createSocket(this.#opts.url);
     this.#socket = socket;
+    this.#ready = false;
     this.lastClose = null;
     if (previous) {
       previous.onclose = null;
@@ -99,6 +121,8 @@ export class RelayClient {
         reject(new Error(`socket closed before welcome (${ev.code})`));
         if (this.#socket !== socket) return;
         this.#socket = null;
+        this.#ready = false;
+        for (const out of this.#outbox.values()) out.written = false;
         this.lastClose = { code: ev.code, reason: ev.reason };
         for (const fn of this.#closeListeners) fn(this.lastClose);
       };
@@ -110,32 +134,88 @@ export class RelayClient {
   }
 
   send(frame: ClientFrame): void {
-    if (this.#socket?.readyState === OPEN) this.#socket.send(encode(frame));
+    if (this.#socket?.readyState !== OPEN) return;
+    this.#socket.send(encode(frame));
+    // Control frames are never held back; they only use up what paced messages may spend.
+    if (this.#budget && !UNMETERED.has(frame.type)) {
+      const interval = 1000 / this.#budget.perSecond;
+      this.#budgetFullAt = Math.max(this.#budgetFullAt, this.#opts.clock.now()) + interval;
+    }
   }
 
-  /** Sends a chat message; returns its client id. Kept until the server confirms it, re-sent after a resume. */
+  /**
+   * Sends a chat message through the outbox; returns its client id. It is kept
+   * until the server confirms it, and re-sent after a resume or a refusal for rate.
+   */
   sendMessage(body: string, kind?: string): string {
     const id = `${Date.now().toString(36)}-${(this.#counter++).toString(36)}`;
-    const out: Outgoing = kind === undefined ? { id, body } : { id, body, kind };
-    this.#unconfirmed.set(id, out);
-    this.send({ type: 'msg', ...out });
+    this.#outbox.set(id, {
+      frame: kind === undefined ? { type: 'msg', id, body } : { type: 'msg', id, body, kind },
+      written: false,
+    });
+    this.#pump();
     return id;
   }
 
-  /** Sends an unconfirmed message again under its id (e.g. after `rate_limited`); false if it was confirmed. */
-  retry(id: string): boolean {
-    const out = this.#unconfirmed.get(id);
-    if (out) this.send({ type: 'msg', ...out });
-    return out !== undefined;
-  }
-
-  /** Forgets an unconfirmed message the server refused for good, so a resume does not send it again. */
+  /** Forgets an unconfirmed message, so it is never sent again. */
   discard(id: string): void {
-    this.#unconfirmed.delete(id);
+    this.#outbox.delete(id);
   }
 
+  /** Messages not yet confirmed by the server (waiting in the outbox or in flight). */
   get unconfirmed(): number {
-    return this.#unconfirmed.size;
+    return this.#outbox.size;
+  }
+
+  /** Writes what the outbox holds, in order, as far as the budget allows; then waits for it. */
+  #pump(): void {
+    if (this.#pumpTimer || !this.#ready || this.#socket?.readyState !== OPEN) return;
+    const now = this.#opts.clock.now();
+    if (now < this.#pausedUntil) return this.#pumpAt(this.#pausedUntil - now);
+    for (const out of this.#outbox.values()) {
+      if (out.written) continue;
+      const wait = this.#spend(now);
+      if (wait > 0) return this.#pumpAt(wait);
+      out.written = true;
+      this.#socket.send(encode(out.frame));
+    }
+  }
+
+  #pumpAt(ms: number): void {
+    this.#pumpTimer = this.#opts.clock.schedule(ms, () => {
+      this.#pumpTimer = null;
+      this.#pump();
+    });
+  }
+
+  /** Takes one frame from the mirrored budget: 0, or the ms until one is there. */
+  #spend(now: number): number {
+    const budget = this.#budget;
+    if (!budget) return 0;
+    const next = takeToken(budget, this.#budgetFullAt, now);
+    if (next < 0) return Math.max(1, msUntilToken(budget, this.#budgetFullAt, now));
+    this.#budgetFullAt = next;
+    return 0;
+  }
+
+  /** The server refused message `id` for rate: it and everything after it go again once the hint has passed. */
+  #refusedForRate(id: string, retryAfterMs: number): void {
+    if (!this.#outbox.has(id)) return;
+    let later = false;
+    for (const [key, out] of this.#outbox) {
+      later ||= key === id;
+      if (later) out.written = false;
+    }
+    const now = this.#opts.clock.now();
+    this.#pausedUntil = Math.max(this.#pausedUntil, now + retryAfterMs);
+    if (this.#budget) {
+      // The server's bucket is empty until then: mirror that, so what follows is paced again.
+      const interval = 1000 / this.#budget.perSecond;
+      this.#budgetFullAt = Math.max(this.#budgetFullAt, this.#pausedUntil + (this.#budget.burst - 1) * interval);
+    }
+    this.#pumpTimer?.cancel();
+    this.#pumpTimer = null;
+    this.#pump();
   }
 
   /** Drops the socket without leaving, as a network failure would. */
@@ -201,7 +281,13 @@ export class RelayClient {
         this.#enterChat(null);
         break;
       case 'sent':
-        this.#unconfirmed.delete(frame.id);
+        this.#outbox.delete(frame.id);
+        break;
+      case 'error':
+        if (frame.id === undefined) break;
+        if (frame.code === 'rate_limited') this.#refusedForRate(frame.id, frame.retryAfterMs ?? 1000);
+        // Any other error about a message is final for it (too long, no chat): never send it again.
+        else this.#outbox.delete(frame.id);
         break;
       case 'gap':
         this.lastSeq = Math.max(this.lastSeq, frame.to);
@@ -217,15 +303,23 @@ export class RelayClient {
     const sameIdentity = frame.resumed && frame.id === this.id;
     this.id = frame.id;
     this.token = frame.token;
-    if (!sameIdentity || !frame.chat || frame.chat.id !== this.chatId) return this.#enterChat(frame.chat?.id ?? null);
-    for (const out of this.#unconfirmed.values()) this.send({ type: 'msg', ...out });
+    this.#budget = {
+      clock: this.#opts.clock,
+      perSecond: frame.limits.rateLimitPerSec,
+      burst: frame.limits.rateLimitBurst,
+    };
+    this.#ready = true;
+    if (!sameIdentity || !frame.chat || frame.chat.id !== this.chatId) this.#enterChat(frame.chat?.id ?? null);
+    // Resumed into the same chat: what the server had not confirmed goes again, in order.
+    this.#pump();
   }
 
   /** A different chat (or none) starts: nothing received yet, nothing of the old chat to re-send. */
   #enterChat(chatId: string | null): void {
     this.chatId = chatId;
     this.lastSeq = 0;
-    this.#unconfirmed.clear();
+    this.#outbox.clear();
+    this.#pausedUntil = 0;
   }
 
   /** Drops duplicates (already-received seqs) and schedules the ack. */

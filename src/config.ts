@@ -97,14 +97,21 @@ export const settings = {
     'RATE_LIMIT_PER_SEC',
     20,
     int(1),
-    'Frames per second a session may send (token bucket refill).',
+    'Frames per second a session may send (token bucket refill). Typing signals have their own budget, and an `ack` or `read` that moves its mark forward costs nothing.',
   ),
   rateLimitBurst: setting('RATE_LIMIT_BURST', 40, int(1), 'Token bucket size: frames a session may send at once.'),
+  typingRatePerSec: setting(
+    'TYPING_RATE_PER_SEC',
+    2,
+    int(1),
+    'Typing signals per second a session may send, apart from RATE_LIMIT_PER_SEC; more are dropped silently.',
+  ),
+  typingRateBurst: setting('TYPING_RATE_BURST', 6, int(1), 'Typing signals a session may send at once.'),
   floodCloseAfter: setting(
     'FLOOD_CLOSE_AFTER',
     40,
     int(1),
-    'Frames refused in a row for rate before the socket is closed with 4429.',
+    'Frames refused in a row for rate (typing signals included) before the socket is closed with 4429.',
   ),
   maxErrorsPerMinute: setting(
     'MAX_ERRORS_PER_MINUTE',

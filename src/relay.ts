@@ -13,6 +13,7 @@ import { InviteBook } from './invites.js';
 import type { RelayMetrics, RelayStats } from './metrics.js';
 import { type Waiter, WaitingRoom } from './pairing.js';
 import {
+  type AckFrame,
   type ClientFrame,
   type DecodeResult,
   decodeClientFrame,
@@ -27,11 +28,21 @@ import {
   MAX_INTERESTS,
   type MsgFrame,
   type PairedVia,
+  type ReadFrame,
   type ServerFrame,
   welcomeEncoder,
 } from './protocol.js';
 import { RelayBuffer } from './relay-buffer.js';
 import { ReportTracker } from './reports.js';
+
+const BINARY_FRAME: DecodeResult = { ok: false, code: 'bad_frame', message: ErrorCodes.bad_frame };
+
+/**
+ * How long past its retry hint a message refused for rate holds back the
+ * later ones: a client that gave up on it must not be blocked for good.
+ */
+const HOLD_GRACE_MS = 10_000;
+
 import { type Connection, Session, type SessionPolicies } from './session.js';
 
 export interface RelayDeps {
@@ -73,6 +84,7 @@ export class Relay {
     this.#encodeWelcome = welcomeEncoder(config.resumeWindowMs, limits);
     this.#policies = {
       rate: { clock, perSecond: config.rateLimitPerSec, burst: config.rateLimitBurst },
+      typing: { clock, perSecond: config.typingRatePerSec, burst: config.typingRateBurst },
       violations: { clock, perSecond: config.maxErrorsPerMinute / 60, burst: config.maxErrorsPerMinute },
     };
     this.buffer = new RelayBuffer({
@@ -208,26 +220,65 @@ export class Relay {
 
   /** One text frame (or null for a binary one) from a session's socket. */
   receive(session: Session, text: string | null): void {
-    if (!this.#admit(session)) return;
-    if (text === null) return this.#error(session, 'bad_frame');
-    const result: DecodeResult = decodeClientFrame(text, this.#config);
+    const result: DecodeResult = text === null ? BINARY_FRAME : decodeClientFrame(text, this.#config);
+    if (!this.#admit(session, result)) return;
     if (!result.ok) return this.#error(session, result.code, result.id, result.message);
     const handler = this.#handlers[result.frame.type] as (s: Session, f: ClientFrame) => void;
     handler(session, result.frame);
   }
 
-  /** Rate limit per session; a flood past the limit closes the socket. */
-  #admit(session: Session): boolean {
-    if (session.takeFrame()) {
-      session.floodStreak = 0;
-      return true;
-    }
-    if (++session.floodStreak >= this.#config.floodCloseAfter) {
-      if (session.conn) this.#close(session.conn, 'flood');
+  /**
+   * Rate limits, by what a frame costs. Typing signals have their own budget
+   * and are dropped silently past it (an indicator is best effort), so they
+   * never crowd out messages. An `ack` or `read` that moves its mark forward is
+   * free: there can be no more of those than the partner's messages, which are
+   * limited themselves. Everything else, bad frames included, takes a token;
+   * a refused `msg` is named in its `rate_limited` error and holds back the
+   * session's later messages until it is sent again, so a client that resends
+   * after `retryAfterMs` keeps its order even with more messages in flight.
+   * Refusals in a row past FLOOD_CLOSE_AFTER close the socket.
+   */
+  #admit(session: Session, result: DecodeResult): boolean {
+    const frame = result.ok ? result.frame : null;
+    if (frame?.type === 'typing') {
+      if (session.takeTyping()) return this.#admitted(session);
+      this.#refused(session);
       return false;
     }
-    this.#error(session, 'rate_limited', undefined, undefined, session.msUntilFrame());
+    if ((frame?.type === 'ack' || frame?.type === 'read') && this.#advances(session, frame))
+      return this.#admitted(session);
+    const msgId = frame?.type === 'msg' ? frame.id : undefined;
+    const now = this.#clock.now();
+    const held = msgId === undefined ? null : session.heldMessage(now);
+    const waitsBehind = held !== null && held !== msgId;
+    if (!waitsBehind && session.takeFrame()) {
+      if (held !== null) session.releaseMessage();
+      return this.#admitted(session);
+    }
+    if (!this.#refused(session)) return false;
+    const retryAfterMs = Math.max(1, session.msUntilFrame());
+    if (msgId !== undefined && !waitsBehind) session.holdMessage(msgId, now + retryAfterMs + HOLD_GRACE_MS);
+    this.#error(session, 'rate_limited', msgId ?? (result.ok ? undefined : result.id), undefined, retryAfterMs);
     return false;
+  }
+
+  #admitted(session: Session): true {
+    session.floodStreak = 0;
+    return true;
+  }
+
+  /** Counts a refusal; false if that made it a flood and closed the socket. */
+  #refused(session: Session): boolean {
+    if (++session.floodStreak < this.#config.floodCloseAfter) return true;
+    if (session.conn) this.#close(session.conn, 'flood');
+    return false;
+  }
+
+  /** An ack or read inside the session's chat that moves its mark forward (anything else is not free). */
+  #advances(session: Session, frame: AckFrame | ReadFrame): boolean {
+    const inbox = session.chat?.inboxOf(session);
+    if (!inbox || frame.seq > inbox.lastSeq) return false;
+    return frame.seq > (frame.type === 'ack' ? inbox.ackedSeq : inbox.readSeq);
   }
 
   readonly #handlers: Handlers = {
@@ -322,6 +373,8 @@ export class Relay {
       s.state = 'chatting';
       s.chat = chat;
       s.pendingEnd = null;
+      // Message ids belong to one chat.
+      s.releaseMessage();
     }
     this.#activeChats++;
     this.#metrics.matches.inc({ via });
@@ -334,6 +387,7 @@ export class Relay {
     const until = now + this.#config.rematchCooldownMs;
     for (const s of chat.members) {
       this.buffer.release(chat.inboxOf(s));
+      s.releaseMessage();
       s.chat = null;
       s.state = 'idle';
       s.rememberPartner(chat.partnerOf(s).id, until, now);

@@ -20,6 +20,8 @@ export interface Connection {
 export interface SessionPolicies {
   /** Frames per second per session. */
   rate: BucketPolicy;
+  /** Typing signals per second per session, apart from `rate`. */
+  typing: BucketPolicy;
   /** Protocol violations per minute per session. */
   violations: BucketPolicy;
 }
@@ -38,6 +40,12 @@ class Rare {
   recentPartners: Map<string, number> | null = null;
   /** The protocol-violation bucket (see limits.ts: one number, `fullAt`). */
   violationsFullAt = 0;
+  /**
+   * A message refused for rate, and until when its refusal holds back later
+   * messages: they are refused too until it is sent again, so the partner
+   * receives messages in the order they were written.
+   */
+  heldMessage: { id: string; until: number } | null = null;
 }
 
 export class Session {
@@ -48,6 +56,8 @@ export class Session {
   floodStreak = 0;
   /** The frame-rate bucket (see limits.ts: one number, not an object per session). */
   #rateFullAt = 0;
+  /** The typing-signal bucket, apart so typing never crowds out messages. */
+  #typingFullAt = 0;
   #rare: Rare | null = null;
 
   constructor(
@@ -89,6 +99,29 @@ export class Session {
     if (next < 0) return false;
     this.#rateFullAt = next;
     return true;
+  }
+
+  /** Takes one typing signal's worth of its own allowance; false if it is spent. */
+  takeTyping(): boolean {
+    const policy = this.policies.typing;
+    const next = takeToken(policy, this.#typingFullAt, policy.clock.now());
+    if (next < 0) return false;
+    this.#typingFullAt = next;
+    return true;
+  }
+
+  /** The id of a message refused for rate that later messages wait behind, while that holds. */
+  heldMessage(now: number): string | null {
+    const held = this.#rare?.heldMessage;
+    return held && held.until > now ? held.id : null;
+  }
+
+  holdMessage(id: string, until: number): void {
+    this.#more().heldMessage = { id, until };
+  }
+
+  releaseMessage(): void {
+    if (this.#rare) this.#rare.heldMessage = null;
   }
 
   /** Milliseconds until the rate allowance has a frame again. */

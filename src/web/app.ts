@@ -300,11 +300,10 @@ class ChatApp {
       const id = f.id;
       const mine = this.#mine.get(id);
       if (!mine) return;
-      if (f.code === 'rate_limited') setTimeout(() => this.#client.retry(id), f.retryAfterMs ?? 1000);
-      else {
-        this.#client.discard(id);
-        mine.view.set('failed', `Not sent: ${f.message}`);
-      }
+      // The typed client sends it again, in order, once the hint has passed.
+      if (f.code === 'rate_limited') return;
+      this.#client.discard(id);
+      mine.view.set('failed', `Not sent: ${f.message}`);
       return;
     }
     switch (f.code) {
