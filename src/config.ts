@@ -135,7 +135,19 @@ export const settings = {
     'MAX_SESSIONS',
     200_000,
     int(1),
-    'Live plus resumable sessions; a hello past this is closed with 4503.',
+    'Live plus resumable sessions in this process. A new one past this evicts the oldest resumable session not in a chat; if there is none, its hello is closed with 4503.',
+  ),
+  maxSessionsPerAddress: setting(
+    'MAX_SESSIONS_PER_ADDRESS',
+    40,
+    int(0),
+    "Live plus resumable sessions per client address (IPv6: per /64). A new one past this evicts the address's oldest resumable session; if there is none, its hello is closed with 4430. 0 disables the cap.",
+  ),
+  unusedResumeWindowMs: setting(
+    'UNUSED_RESUME_WINDOW_MS',
+    10_000,
+    int(0),
+    'How long a dropped session that never looked for a partner (no find or join) waits for a resume.',
   ),
   trustProxy: setting(
     'TRUST_PROXY',
@@ -269,6 +281,8 @@ function crossChecks(c: Config): string[] {
   if (c.maxPayloadBytes < c.maxMessageBytes + 256)
     problems.push('MAX_PAYLOAD_BYTES: must be at least MAX_MESSAGE_BYTES + 256');
   if (c.rateLimitBurst < 1) problems.push('RATE_LIMIT_BURST: must be at least 1');
+  if (c.unusedResumeWindowMs > c.resumeWindowMs)
+    problems.push('UNUSED_RESUME_WINDOW_MS: must not exceed RESUME_WINDOW_MS');
   if (c.bufferSessionMaxMessages > c.bufferMaxMessages)
     problems.push('BUFFER_SESSION_MAX_MESSAGES: must not exceed BUFFER_MAX_MESSAGES');
   if (c.bufferSessionMaxBytes > c.bufferMaxBytes)

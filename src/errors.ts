@@ -35,6 +35,7 @@ export const CloseCodes = {
   too_many_errors: 4422,
   unsupported_version: 4426,
   flood: 4429,
+  too_many_sessions: 4430,
   server_full: 4503,
 } as const;
 

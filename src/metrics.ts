@@ -24,6 +24,7 @@ export class RelayMetrics {
   readonly bufferDrops: Counter<'reason'>;
   readonly matches: Counter<'via'>;
   readonly hellos: Counter<'outcome'>;
+  readonly sessionsEnded: Counter<'reason'>;
   readonly invitesCreated: Counter;
   readonly upgradesRefused: Counter<'reason'>;
 
@@ -86,8 +87,14 @@ export class RelayMetrics {
     });
     this.hellos = new Counter({
       name: 'relay_hellos_total',
-      help: 'Hellos answered, by outcome (new, resumed, resume_rejected).',
+      help: 'Hellos answered, by outcome (new, resumed, resume_rejected, refused).',
       labelNames: ['outcome'],
+      registers,
+    });
+    this.sessionsEnded = new Counter({
+      name: 'relay_sessions_ended_total',
+      help: 'Sessions ended, by reason (left: closed on purpose; expired: resume window passed; evicted: made room for a newcomer).',
+      labelNames: ['reason'],
       registers,
     });
     this.invitesCreated = new Counter({

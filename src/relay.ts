@@ -44,6 +44,7 @@ const BINARY_FRAME: DecodeResult = { ok: false, code: 'bad_frame', message: Erro
 const HOLD_GRACE_MS = 10_000;
 
 import { type Connection, Session, type SessionPolicies } from './session.js';
+import { SessionTable } from './session-table.js';
 
 export interface RelayDeps {
   config: Config;
@@ -53,8 +54,11 @@ export interface RelayDeps {
 
 type Handlers = { [T in ClientFrame['type']]: (s: Session, f: Extract<ClientFrame, { type: T }>) => void };
 
+/** Why a session ended: it left (closed its socket on purpose), its resume window passed, or it made room. */
+export type SessionEnd = 'left' | 'expired' | 'evicted';
+
 export class Relay {
-  readonly sessions = new Map<string, Session>();
+  readonly sessions = new SessionTable();
   readonly invites: InviteBook;
   readonly buffer: RelayBuffer;
   readonly #room: WaitingRoom;
@@ -142,7 +146,7 @@ export class Relay {
   /**
    * Answers a hello: resumes the named session if the token proves it and the
    * window is open, else creates a fresh identity. Returns null if the socket
-   * was closed instead (server full).
+   * was closed instead (no room for another session).
    */
   hello(conn: Connection, frame: HelloFrame, address: AddressKey): Session | null {
     const resume = frame.resume;
@@ -151,17 +155,39 @@ export class Relay {
       this.#resume(existing, conn, address, resume.lastSeq, resume.token);
       return existing;
     }
-    if (this.sessions.size >= this.#config.maxSessions) {
-      this.#close(conn, 'server_full');
+    const refusal = this.#makeRoom(address);
+    if (refusal) {
+      this.#metrics.hellos.inc({ outcome: 'refused' });
+      this.#close(conn, refusal);
       return null;
     }
     const identity = newIdentity();
     const session = new Session(identity.id, address, this.#policies);
-    this.sessions.set(session.id, session);
+    this.sessions.add(session);
     session.conn = conn;
     this.#metrics.hellos.inc({ outcome: resume ? 'resume_rejected' : 'new' });
     this.#welcome(session, identity.token, false);
     return session;
+  }
+
+  /**
+   * Room for one more session from `address`, made by evicting an away
+   * session if need be: first the address's own oldest (MAX_SESSIONS_PER_ADDRESS),
+   * then the process's oldest idle one (MAX_SESSIONS). Returns why not, if not.
+   */
+  #makeRoom(address: AddressKey): CloseReason | null {
+    const perAddress = this.#config.maxSessionsPerAddress;
+    if (perAddress > 0 && this.sessions.countFrom(address) >= perAddress) {
+      const own = this.sessions.evictableFrom(address);
+      if (!own) return 'too_many_sessions';
+      this.#forget(own, 'evicted');
+    }
+    if (this.sessions.size >= this.#config.maxSessions) {
+      const oldest = this.sessions.oldestIdleAway();
+      if (!oldest) return 'server_full';
+      this.#forget(oldest, 'evicted');
+    }
+    return null;
   }
 
   /** The token is passed in because it is not kept. */
@@ -175,7 +201,7 @@ export class Relay {
     session.expiry = null;
     const old = session.conn;
     session.conn = conn;
-    session.address = address;
+    this.sessions.resumed(session, address);
     // Detached first, so the old socket's close does not mark the session away.
     if (old) this.#close(old, 'session_replaced');
     this.#metrics.hellos.inc({ outcome: 'resumed' });
@@ -199,21 +225,35 @@ export class Relay {
     if (!old) this.#send(chat.partnerOf(session), { type: 'partner', state: 'back' });
   }
 
-  /** A socket closed. If it was the session's current one, the resume window starts. */
-  disconnected(session: Session, conn: Connection): void {
+  /**
+   * A socket closed. If it was the session's current one, the resume window
+   * starts, unless the client said it is done (`leaving`: it closed with 1000 or
+   * 1001, which browsers send when a tab closes or reloads, after which no
+   * resume can come): then its chat ends for the partner at once. A session that
+   * never looked for a partner has nothing worth resuming and gets the short
+   * UNUSED_RESUME_WINDOW_MS, so abandoned sockets cannot pile up sessions.
+   */
+  disconnected(session: Session, conn: Connection, leaving = false): void {
     if (session.conn !== conn) return;
     session.conn = null;
     this.#leaveWaiting(session);
     if (this.#closed) return;
+    if (leaving) return this.#forget(session, 'left');
     if (session.chat) this.#send(session.chat.partnerOf(session), { type: 'partner', state: 'away' });
-    session.expiry = this.#clock.schedule(this.#config.resumeWindowMs, () => this.#expire(session));
+    this.sessions.wentAway(session);
+    const window = session.used ? this.#config.resumeWindowMs : this.#config.unusedResumeWindowMs;
+    session.expiry = this.#clock.schedule(window, () => this.#forget(session, 'expired'));
   }
 
-  #expire(session: Session): void {
+  /** Ends a session for good: its wait, its chat (the partner is told), its place in the table. */
+  #forget(session: Session, why: SessionEnd): void {
+    session.expiry?.cancel();
     session.expiry = null;
-    if (session.conn) return;
-    if (session.chat) this.#endChat(session.chat, session, { self: 'partner_gone', partner: 'partner_gone' });
-    this.sessions.delete(session.id);
+    this.#leaveWaiting(session);
+    const partnerReason = why === 'left' ? 'partner_left' : 'partner_gone';
+    if (session.chat) this.#endChat(session.chat, session, { self: partnerReason, partner: partnerReason });
+    this.sessions.delete(session);
+    this.#metrics.sessionsEnded.inc({ reason: why });
   }
 
   // ---- frames ----------------------------------------------------------------
@@ -307,6 +347,7 @@ export class Relay {
   #find(session: Session, interests: string[]): void {
     if (session.state === 'chatting') return this.#error(session, 'already_in_chat');
     if (session.state === 'queued') return this.#error(session, 'already_queued');
+    session.used = true;
     const cooldown = this.#reports.cooldownLeft([session.id, session.address]);
     if (cooldown > 0) return this.#error(session, 'cooldown', undefined, undefined, cooldown);
     const outcome = this.#room.enqueue(session.id, interests);
@@ -326,6 +367,7 @@ export class Relay {
 
   #join(session: Session, code: string): void {
     if (session.state === 'chatting') return this.#error(session, 'already_in_chat');
+    session.used = true;
     if (session.state === 'queued' && session.inviteCode === null) return this.#error(session, 'already_queued');
     const outcome = this.invites.join(code, session.id);
     if (outcome.kind === 'error') return this.#error(session, outcome.code);
@@ -390,6 +432,7 @@ export class Relay {
       s.releaseMessage();
       s.chat = null;
       s.state = 'idle';
+      if (!s.conn) this.sessions.chatEnded(s);
       s.rememberPartner(chat.partnerOf(s).id, until, now);
       const reason = s === by ? reasons.self : reasons.partner;
       if (s.conn) this.#send(s, { type: 'ended', reason });

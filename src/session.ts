@@ -52,6 +52,8 @@ export class Session {
   conn: Connection | null = null;
   state: SessionState = 'idle';
   chat: Chat | null = null;
+  /** Has looked for a partner (find or join): worth the full resume window. */
+  used = false;
   /** Frames refused for rate in a row. */
   floodStreak = 0;
   /** The frame-rate bucket (see limits.ts: one number, not an object per session). */

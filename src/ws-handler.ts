@@ -115,14 +115,17 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
       }
     },
 
-    close(ws) {
+    close(ws, code) {
       const conn = ws.getUserData().conn;
+      // The client's own close frame with 1000 or 1001 says it is done (browsers send 1001 when a tab closes or
+      // reloads): no resume will come. A drop (1006), any other code, or a close of ours keeps the session.
+      const leaving = !conn.closed && (code === 1000 || code === 1001);
       conn.closed = true;
       conn.helloTimer?.cancel();
       perAddress.release(conn.address);
       relay.connectionClosed();
       try {
-        if (conn.session) relay.disconnected(conn.session, conn);
+        if (conn.session) relay.disconnected(conn.session, conn, leaving);
       } catch (err) {
         logger.error({ err: errorSummary(err) }, 'unexpected error while closing a session');
       }
