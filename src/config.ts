@@ -155,11 +155,17 @@ export const settings = {
     bool,
     'Read the client address from CLIENT_ADDRESS_HEADER (set by your proxy) instead of the socket.',
   ),
+  trustProxyHops: setting(
+    'TRUST_PROXY_HOPS',
+    1,
+    int(1, 10),
+    'With TRUST_PROXY: how many proxies in front of the relay append to CLIENT_ADDRESS_HEADER (nginx alone: 1; a CDN, then nginx: 2). The entry that many from the right is the client.',
+  ),
   clientAddressHeader: setting(
     'CLIENT_ADDRESS_HEADER',
     'x-forwarded-for',
     (raw) => str(raw).toLowerCase(),
-    'Header holding the client address when TRUST_PROXY is on; the last entry is used.',
+    'Header holding the client address when TRUST_PROXY is on (see TRUST_PROXY_HOPS for which entry).',
   ),
   allowedOrigins: setting(
     'ALLOWED_ORIGINS',

@@ -5,7 +5,7 @@
 
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { Buffer } from 'node:buffer';
-import { type AddressKey, addressKey, lastForwardedAddress } from './address.js';
+import { type AddressKey, addressKey, forwardedAddress } from './address.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
@@ -25,7 +25,7 @@ export interface EdgeDeps {
 /** Must be called synchronously inside the handler: uWS request objects do not outlive it. */
 export function requestAddress(res: HttpResponse, req: HttpRequest, config: Config): AddressKey {
   if (config.trustProxy) {
-    const forwarded = lastForwardedAddress(req.getHeader(config.clientAddressHeader));
+    const forwarded = forwardedAddress(req.getHeader(config.clientAddressHeader), config.trustProxyHops);
     if (forwarded) return addressKey(forwarded);
   }
   return addressKey(Buffer.from(res.getRemoteAddressAsText()).toString());

@@ -99,6 +99,34 @@ t.test('connection caps: per address (429, with TRUST_PROXY) and in total (503)'
   await t.rejects(TestClient.open(srv.url, via('192.0.2.4')), /HTTP 503/, 'over the process total');
 });
 
+t.test('behind a CDN and nginx (TRUST_PROXY_HOPS=2): each client is counted by the address the CDN saw', async (t) => {
+  const srv = await startTestServer({ maxConnectionsPerAddress: 1, trustProxy: true, trustProxyHops: 2 });
+  t.teardown(srv.close);
+  // The CDN appends the client's address, nginx appends the CDN's.
+  const via = (client: string, spoof?: string) => ({
+    headers: { 'X-Forwarded-For': `${spoof ? `${spoof}, ` : ''}${client}, 198.51.100.7` },
+  });
+  await TestClient.open(srv.url, via('192.0.2.1'));
+  await TestClient.open(srv.url, via('192.0.2.2'));
+  await t.rejects(
+    TestClient.open(srv.url, via('192.0.2.1', '10.9.9.9')),
+    /HTTP 429/,
+    'a spoofed first entry is ignored',
+  );
+  await TestClient.open(srv.url, via('192.0.2.3'));
+});
+
+t.test('an IPv6 client is counted by its /64', async (t) => {
+  const srv = await startTestServer({ maxConnectionsPerAddress: 1, trustProxy: true });
+  t.teardown(srv.close);
+  const from = (ip: string) => ({ headers: { 'X-Forwarded-For': ip } });
+  await TestClient.open(srv.url, from('2001:db8:1:2::1'));
+  await t.rejects(TestClient.open(srv.url, from('2001:db8:1:2:ffff::9')), /HTTP 429/, 'same /64');
+  await TestClient.open(srv.url, from('2001:db8:1:3::1'));
+  await TestClient.open(srv.url, from('::ffff:192.0.2.1'));
+  await t.rejects(TestClient.open(srv.url, from('192.0.2.1')), /HTTP 429/, 'a mapped IPv4 address is that address');
+});
+
 t.test('without TRUST_PROXY, forwarding headers are ignored', async (t) => {
   const srv = await startTestServer({ maxConnectionsPerAddress: 1 });
   t.teardown(srv.close);

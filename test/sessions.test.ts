@@ -25,24 +25,31 @@ async function resumable(srv: TestServer, welcome: WelcomeFrame, from?: string):
 }
 
 for (const code of [1000, 1001]) {
-  t.test(`a client that closes with ${code} has left: the partner is told at once and the session is gone`, async (t) => {
-    const srv = await startTestServer();
-    t.teardown(srv.close);
-    const { a, b } = await pairedClients(srv.url);
-    const wb = b.welcome();
-    b.ws.close(code);
-    t.same(await a.any(), { type: 'ended', reason: 'partner_left' }, 'ended straight away, no "away" first');
-    t.equal(srv.server.relay.sessions.size, 1);
-    t.equal(srv.server.relay.stats().activeChats, 0);
-    t.equal(await metric(srv, /^relay_sessions_ended_total\{reason="left"\} (\d+)$/m), '1');
-    t.equal(await resumable(srv, wb), false, 'it cannot be resumed');
-  });
+  t.test(
+    `a client that closes with ${code} has left: the partner is told at once and the session is gone`,
+    async (t) => {
+      const srv = await startTestServer();
+      t.teardown(srv.close);
+      const { a, b } = await pairedClients(srv.url);
+      const wb = b.welcome();
+      b.ws.close(code);
+      t.same(await a.any(), { type: 'ended', reason: 'partner_left' }, 'ended straight away, no "away" first');
+      t.equal(srv.server.relay.sessions.size, 1);
+      t.equal(srv.server.relay.stats().activeChats, 0);
+      t.equal(await metric(srv, /^relay_sessions_ended_total\{reason="left"\} (\d+)$/m), '1');
+      t.equal(await resumable(srv, wb), false, 'it cannot be resumed');
+    },
+  );
 }
 
 t.test('a drop, or a close with any other code, keeps the session for its resume window', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  for (const drop of [(c: TestClient) => c.close(), (c: TestClient) => c.ws.close(), (c: TestClient) => c.ws.close(4000)]) {
+  for (const drop of [
+    (c: TestClient) => c.close(),
+    (c: TestClient) => c.ws.close(),
+    (c: TestClient) => c.ws.close(4000),
+  ]) {
     const { a, b } = await pairedClients(srv.url);
     drop(b);
     t.same(await a.next('partner'), { type: 'partner', state: 'away' });
@@ -86,7 +93,10 @@ t.test('one address that abandons sessions in a loop holds at most its cap, and 
     }
   };
   await Promise.all(Array.from({ length: 20 }, loop));
-  t.ok(srv.server.relay.sessions.size <= 40, `500 abandoned sessions left at most 40 (${srv.server.relay.sessions.size})`);
+  t.ok(
+    srv.server.relay.sessions.size <= 40,
+    `500 abandoned sessions left at most 40 (${srv.server.relay.sessions.size})`,
+  );
   const [, visitor] = await TestClient.hello(srv.url, { localAddress: '127.0.0.3' });
   t.equal(visitor.resumed, false, 'a visitor from another address gets in');
   t.equal(await resumable(srv, wEarly, '127.0.0.2'), false, "the address's oldest went first");

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import t from 'tap';
+import { forwardedAddress, limitedUnit } from '../src/address.js';
 import { ConfigError, loadConfig, settings } from '../src/config.js';
 import { newIdentity, tokenMatches } from '../src/identity.js';
 import { TokenBucket } from '../src/limits.js';
@@ -181,4 +182,23 @@ t.test('the hand-built welcome is byte-identical to encode', async (t) => {
     };
     t.equal(welcome('i"d', 't\\k', resumed, state, c), encode(frame), state);
   }
+});
+
+t.test('address: the client entry of a forwarding header, by trusted hops', async (t) => {
+  t.equal(forwardedAddress('192.0.2.1', 1), '192.0.2.1');
+  t.equal(forwardedAddress('10.0.0.1, 192.0.2.1', 1), '192.0.2.1', 'nginx alone: the last');
+  t.equal(forwardedAddress('192.0.2.1, 198.51.100.7', 2), '192.0.2.1', 'CDN then nginx: second from the right');
+  t.equal(forwardedAddress('6.6.6.6, 192.0.2.1 ,198.51.100.7', 2), '192.0.2.1', 'what the client wrote is ignored');
+  t.equal(forwardedAddress('192.0.2.1', 3), '192.0.2.1', 'fewer entries than hops: the leftmost');
+});
+
+t.test('address: IPv6 clients count by /64, mapped IPv4 as IPv4', async (t) => {
+  t.equal(limitedUnit('192.0.2.1'), '192.0.2.1');
+  t.equal(limitedUnit('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64');
+  t.equal(limitedUnit('2001:db8:1:2::9'), '2001:db8:1:2::/64');
+  t.equal(limitedUnit('[2001:db8:1:2::9]'), '2001:db8:1:2::/64');
+  t.equal(limitedUnit('::ffff:192.0.2.7'), '192.0.2.7');
+  t.equal(limitedUnit('0000:0000:0000:0000:0000:ffff:c000:0207'), '192.0.2.7', 'as uWebSockets.js writes it');
+  t.equal(limitedUnit('2001:db8::1.2.3.4'), '2001:db8:0:0::/64');
+  t.equal(limitedUnit('::1'), '0:0:0:0::/64');
 });
