@@ -75,12 +75,14 @@ export class InviteBook {
     if (invite?.holder === sessionId) invite.holder = null;
   }
 
+  /** Codes that can still be joined (read at metrics scrapes: it walks the book). */
   get size(): number {
-    return this.#liveCount();
+    return this.#liveCount(true);
   }
 
-  #liveCount(): number {
-    if (this.#invites.size < this.opts.maxInvites) return this.#invites.size;
+  /** Exact, or (for the bound check on every create) exact only once the book holds as many entries as the bound. */
+  #liveCount(exact = false): number {
+    if (!exact && this.#invites.size < this.opts.maxInvites) return this.#invites.size;
     const now = this.opts.clock.now();
     let live = 0;
     for (const invite of this.#invites.values()) if (!invite.used && invite.expiresAt > now) live++;

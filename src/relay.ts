@@ -9,7 +9,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { type CloseReason, closeCode, type ErrorCode, ErrorCodes, isViolation } from './errors.js';
 import { newChatId, newIdentity, tokenMatches } from './identity.js';
-import { InviteBook } from './invites.js';
+import { InviteBook, normalizeCode } from './invites.js';
 import type { RelayMetrics, RelayStats } from './metrics.js';
 import { type Waiter, WaitingRoom } from './pairing.js';
 import {
@@ -371,9 +371,12 @@ export class Relay {
     if (session.state === 'queued' && session.inviteCode === null) return this.#error(session, 'already_queued');
     const outcome = this.invites.join(code, session.id);
     if (outcome.kind === 'error') return this.#error(session, outcome.code);
+    // One wait at most: a session that held another code lets go of it (a second invite link was followed).
+    const normalized = normalizeCode(code);
+    if (session.inviteCode !== null && session.inviteCode !== normalized) this.#leaveWaiting(session);
     if (outcome.kind === 'wait') {
       session.state = 'queued';
-      session.inviteCode = code;
+      session.inviteCode = normalized;
       return this.#send(session, { type: 'queued', invite: code });
     }
     const holder = this.sessions.get(outcome.partner);

@@ -59,6 +59,52 @@ t.test('a holder who cancels or drops frees the code for the next holder', async
   t.equal((await c.next('matched')).chat, (await d.next('matched')).chat);
 });
 
+t.test('joining a second code lets go of the first: a session is never in two waits or two chats', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const codeA = (await createInvite(srv.http)).body.code as string;
+  const codeB = (await createInvite(srv.http)).body.code as string;
+  const [x] = await TestClient.hello(srv.url);
+  const [y] = await TestClient.hello(srv.url);
+  const [z] = await TestClient.hello(srv.url);
+  x.send({ type: 'join', code: codeA });
+  t.same(await x.next('queued'), { type: 'queued', invite: codeA });
+  y.send({ type: 'join', code: codeB });
+  await y.next('queued');
+  x.send({ type: 'join', code: codeB });
+  const [mx, my] = await Promise.all([x.next('matched'), y.next('matched')]);
+  t.equal(mx.chat, my.chat, 'x is paired on the second code');
+  z.send({ type: 'join', code: codeA });
+  t.same(await z.next('queued'), { type: 'queued', invite: codeA }, 'the first code waits for a new holder');
+  x.send({ type: 'ping' });
+  await x.next('pong');
+  t.equal(x.all('matched').length, 1, 'x is never matched a second time');
+  t.equal(srv.server.relay.stats().activeChats, 1);
+  t.equal(srv.server.relay.stats().openInvites, 1, 'code A is still open, code B is used');
+});
+
+t.test('switching codes while nobody holds the second: waiting on it alone', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const codeA = (await createInvite(srv.http)).body.code as string;
+  const codeB = (await createInvite(srv.http)).body.code as string;
+  const [x] = await TestClient.hello(srv.url);
+  x.send({ type: 'join', code: codeA });
+  await x.next('queued');
+  x.send({ type: 'join', code: codeB.toLowerCase() });
+  t.same(await x.next('queued'), { type: 'queued', invite: codeB.toLowerCase() });
+  const [w] = await TestClient.hello(srv.url);
+  w.send({ type: 'join', code: codeA });
+  t.same(await w.next('queued'), { type: 'queued', invite: codeA }, 'a friend on the first code is not paired with x');
+  x.send({ type: 'join', code: codeB });
+  t.same(await x.next('queued'), { type: 'queued', invite: codeB }, 'the same code again just waits on');
+  x.send({ type: 'join', code: 'ZZZZZZZZZZ' });
+  t.match(await x.next('error'), { code: 'invite_unknown' });
+  const [v] = await TestClient.hello(srv.url);
+  v.send({ type: 'join', code: codeB });
+  t.equal((await v.next('matched')).chat, (await x.next('matched')).chat, 'a failed switch keeps the wait it had');
+});
+
 t.test('an expired invite is refused with invite_expired', async (t) => {
   const srv = await startTestServer({ inviteTtlMs: 1000 });
   t.teardown(srv.close);
