@@ -11,6 +11,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { extname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { endReply, reply, route } from './http-util.js';
 import type { Logger } from './logger.js';
 
 export const DEFAULT_PUBLIC_DIR = fileURLToPath(new URL('../public/', import.meta.url));
@@ -79,19 +80,19 @@ export function registerPageRoutes(app: TemplatedApp, logger: Logger, dir = DEFA
   const files = loadStaticFiles(dir);
   if (!files.has('/')) {
     logger.warn('chat page not built; run "npm run build" to serve it at /');
-    app.get('/', (res) => {
-      res.cork(() => {
-        res.writeStatus('503 Service Unavailable');
-        res.writeHeader('Content-Type', 'text/plain; charset=utf-8');
-        res.end('The chat page is not built. Run "npm run build" and restart.\n');
-      });
+    route(app, '/', {
+      get: (res, _req, head) =>
+        reply(res, '503 Service Unavailable', 'The chat page is not built. Run "npm run build" and restart.\n', {
+          contentType: 'text/plain; charset=utf-8',
+          head,
+        }),
     });
     return;
   }
-  for (const [path, file] of files) app.get(path, (res, req) => serve(res, req, file));
+  for (const [path, file] of files) route(app, path, { get: (res, req, head) => serve(res, req, file, head) });
 }
 
-function serve(res: HttpResponse, req: HttpRequest, file: StaticFile): void {
+function serve(res: HttpResponse, req: HttpRequest, file: StaticFile, head: boolean): void {
   const notModified = req.getHeader('if-none-match') === file.etag;
   const gzip = file.gzip !== null && /\bgzip\b/.test(req.getHeader('accept-encoding'));
   res.cork(() => {
@@ -104,9 +105,7 @@ function serve(res: HttpResponse, req: HttpRequest, file: StaticFile): void {
       return;
     }
     res.writeHeader('Content-Type', file.type);
-    if (gzip && file.gzip) {
-      res.writeHeader('Content-Encoding', 'gzip');
-      res.end(file.gzip);
-    } else res.end(file.body);
+    if (gzip && file.gzip) res.writeHeader('Content-Encoding', 'gzip');
+    endReply(res, gzip && file.gzip ? file.gzip : file.body, { head });
   });
 }

@@ -4,12 +4,12 @@
  * No exception escapes into uWS; copies are taken of everything kept.
  */
 
-import type { WebSocketBehavior } from 'uWebSockets.js';
+import type { HttpResponse, WebSocketBehavior } from 'uWebSockets.js';
 import { Buffer } from 'node:buffer';
 import type { AddressKey } from './address.js';
 import type { TimerHandle } from './clock.js';
 import { type CloseReason, closeCode } from './errors.js';
-import { type EdgeDeps, originAllowed, replyJson, requestAddress } from './http-util.js';
+import { type EdgeDeps, originAllowed, replyJson, requestAddress, UPGRADE_HEADERS } from './http-util.js';
 import { KeyedCounter } from './limits.js';
 import { errorSummary } from './logger.js';
 import { decodeClientFrame, PROTOCOL_VERSION } from './protocol.js';
@@ -40,6 +40,25 @@ class SocketState extends UwsConnection {
 
 const INTERNAL_ERROR = 1011;
 
+/** Every reason an upgrade is refused (a metrics label each). */
+export const UPGRADE_REFUSALS = [
+  'bad_handshake',
+  'unsupported_websocket_version',
+  'draining',
+  'origin_not_allowed',
+  'too_many_connections',
+  'too_many_connections_from_address',
+] as const;
+type UpgradeRefusal = (typeof UPGRADE_REFUSALS)[number];
+
+const hasToken = (header: string, token: string): boolean =>
+  header.split(',').some((t) => t.trim().toLowerCase() === token);
+
+/** `Upgrade: websocket`, `Connection: Upgrade` and a key that is 16 bytes in base64. */
+export function isWebSocketHandshake(upgrade: string, connection: string, key: string): boolean {
+  return hasToken(upgrade, 'websocket') && hasToken(connection, 'upgrade') && /^[A-Za-z0-9+/]{22}==$/.test(key);
+}
+
 export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
   const { config, clock, relay, metrics, logger } = deps;
   const perAddress = new KeyedCounter(config.maxConnectionsPerAddress);
@@ -49,14 +68,10 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
   };
   const closeWith = (conn: SocketState, reason: CloseReason): void => conn.close(closeCode(reason), reason);
 
-  const refuse = (
-    res: Parameters<NonNullable<WebSocketBehavior<SocketData>['upgrade']>>[0],
-    status: string,
-    reason: string,
-  ) => {
+  const refuse = (res: HttpResponse, status: string, reason: UpgradeRefusal, headers: [string, string][] = []) => {
     metrics.upgradesRefused.inc({ reason });
     // Closed after the reply: a client refused for want of room should not keep a descriptor busy.
-    replyJson(res, status, { error: reason }, [], true);
+    replyJson(res, status, { error: reason }, { headers, closeConnection: true });
   };
 
   return {
@@ -74,6 +89,11 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
       const extensions = req.getHeader('sec-websocket-extensions');
       const origin = req.getHeader('origin');
       const address = requestAddress(res, req, config);
+      // uWebSockets.js upgrades anything with a 24-character key; RFC 6455 asks for more (section 4.2.1).
+      if (!isWebSocketHandshake(req.getHeader('upgrade'), req.getHeader('connection'), key))
+        return refuse(res, '400 Bad Request', 'bad_handshake');
+      if (req.getHeader('sec-websocket-version') !== '13')
+        return refuse(res, '426 Upgrade Required', 'unsupported_websocket_version', UPGRADE_HEADERS);
       if (deps.isDraining()) return refuse(res, '503 Service Unavailable', 'draining');
       if (!originAllowed(origin, config)) return refuse(res, '403 Forbidden', 'origin_not_allowed');
       if (relay.connections >= config.maxConnections)

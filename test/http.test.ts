@@ -16,6 +16,35 @@ t.test('health, readiness and 404', async (t) => {
   t.equal(missing.headers.get('x-content-type-options'), 'nosniff');
 });
 
+t.test('HEAD answers like GET without a body; a wrong method gets 405 with Allow', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  for (const path of ['/', '/app.js', '/healthz', '/readyz', '/metrics']) {
+    const get = await fetch(`${srv.http}${path}`, { headers: { 'Accept-Encoding': 'identity' } });
+    const body = await get.arrayBuffer();
+    const head = await fetch(`${srv.http}${path}`, { method: 'HEAD', headers: { 'Accept-Encoding': 'identity' } });
+    t.equal(head.status, get.status, `HEAD ${path}: same status`);
+    t.equal(head.headers.get('content-type'), get.headers.get('content-type'), `HEAD ${path}: same type`);
+    if (path !== '/metrics')
+      t.equal(Number(head.headers.get('content-length')), body.byteLength, `HEAD ${path}: the length of the GET body`);
+    t.equal((await head.arrayBuffer()).byteLength, 0, `HEAD ${path}: no body`);
+  }
+  for (const [method, path, allow] of [
+    ['POST', '/healthz', 'GET, HEAD'],
+    ['DELETE', '/readyz', 'GET, HEAD'],
+    ['PUT', '/metrics', 'GET, HEAD'],
+    ['POST', '/', 'GET, HEAD'],
+    ['GET', '/api/v1/invites', 'POST'],
+    ['DELETE', '/api/v1/invites', 'POST'],
+  ] as const) {
+    const res = await fetch(`${srv.http}${path}`, { method });
+    t.equal(res.status, 405, `${method} ${path}`);
+    t.equal(res.headers.get('allow'), allow);
+    t.same(await res.json(), { error: 'method_not_allowed' });
+  }
+  t.equal((await fetch(`${srv.http}/nope`, { method: 'POST' })).status, 404, 'an unknown path is still 404');
+});
+
 t.test('metrics expose the figures ops read', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
