@@ -295,15 +295,28 @@ const isShortString = (v: unknown, max: number): v is string =>
 const bad = (message: string, id?: string): DecodeResult =>
   id === undefined ? { ok: false, code: 'bad_field', message } : { ok: false, code: 'bad_field', message, id };
 
-/** Lower-cased, trimmed, de-duplicated; null when the list breaks a rule. */
+/**
+ * Characters no tag may hold: control characters (unprintable), format
+ * characters such as U+202E RIGHT-TO-LEFT OVERRIDE or U+200B ZERO WIDTH SPACE
+ * (they would let a tag read differently from what it is, shown to a stranger
+ * as a shared interest), lone surrogates, and line or paragraph separators.
+ */
+const FORBIDDEN_IN_TAGS = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+
+/** One tag as it is compared and shown: NFC, lower case, inner spaces collapsed; null if it breaks a rule. */
+export function normalizeInterest(raw: string): string | null {
+  if (FORBIDDEN_IN_TAGS.test(raw)) return null;
+  const tag = raw.normalize('NFC').toLowerCase().normalize('NFC').trim().replace(/\s+/gu, ' ');
+  return tag.length === 0 || tag.length > MAX_INTEREST_LENGTH ? null : tag;
+}
+
+/** Normalized and de-duplicated; null when the list breaks a rule. */
 export function normalizeInterests(v: unknown): string[] | null {
   if (!Array.isArray(v) || v.length > MAX_INTERESTS) return null;
   const out: string[] = [];
   for (const item of v) {
-    if (typeof item !== 'string') return null;
-    const tag = item.trim().toLowerCase();
-    // Control characters would make tags unprintable in any UI.
-    if (tag.length === 0 || tag.length > MAX_INTEREST_LENGTH || /\p{Cc}/u.test(tag)) return null;
+    const tag = typeof item === 'string' ? normalizeInterest(item) : null;
+    if (tag === null) return null;
     if (!out.includes(tag)) out.push(tag);
   }
   return out;
@@ -328,7 +341,7 @@ const decoders: Record<ClientFrameType, (o: Obj, limits: DecodeLimits) => Decode
     const interests = normalizeInterests(o.interests);
     if (!interests)
       return bad(
-        `"interests" must be at most ${MAX_INTERESTS} non-empty strings of at most ${MAX_INTEREST_LENGTH} characters`,
+        `"interests" must be at most ${MAX_INTERESTS} tags of 1 to ${MAX_INTEREST_LENGTH} characters, with no control or invisible formatting characters`,
       );
     return { ok: true, frame: { type: 'find', interests } };
   },

@@ -17,6 +17,8 @@ t.test('every recoverable error code, with the socket kept open', async (t) => {
     ['{"type":"ack","seq":-1}', 'bad_field'],
     ['{"type":"find","interests":["a","b","c","d","e","f"]}', 'bad_field'],
     [`{"type":"find","interests":["${'x'.repeat(33)}"]}`, 'bad_field'],
+    ['{"type":"find","interests":["chess\\u202egnp.exe"]}', 'bad_field'],
+    ['{"type":"find","interests":["\\ud800"]}', 'bad_field'],
     ['{"type":"msg","body":"no id"}', 'bad_field'],
     ['{"type":"msg","id":"1","body":""}', 'bad_field'],
     ['{"type":"join"}', 'bad_field'],

@@ -105,6 +105,29 @@ t.test('protocol: decoding normalizes and bounds fields', async (t) => {
     frame: { type: 'find', interests: ['music', 'go'] },
   });
   t.match(decodeClientFrame('{"type":"find","interests":["a\\u0007"]}', limits), { ok: false, code: 'bad_field' });
+  for (const [name, tag] of [
+    ['right-to-left override', 'chess\u202emoc.live'],
+    ['zero-width space', 'che\u200bss'],
+    ['zero-width joiner', 'a\u200db'],
+    ['byte order mark', '\ufeffchess'],
+    ['lone high surrogate', 'chess\ud800'],
+    ['lone low surrogate', '\udc00chess'],
+    ['line separator', 'a\u2028b'],
+    ['only spaces', '   '],
+  ] as [string, string][])
+    t.match(
+      decodeClientFrame(JSON.stringify({ type: 'find', interests: [tag] }), limits),
+      { ok: false, code: 'bad_field' },
+      name,
+    );
+  t.same(
+    decodeClientFrame(
+      JSON.stringify({ type: 'find', interests: ['Caf\u0065\u0301', 'CAFÉ', '  Board   Games ', '😀'] }),
+      limits,
+    ),
+    { ok: true, frame: { type: 'find', interests: ['café', 'board games', '😀'] } },
+    'NFC, case and spacing: decomposed and precomposed é are one tag',
+  );
   t.match(decodeClientFrame('{"type":"msg","id":"1","body":"12345678901"}', limits), {
     ok: false,
     code: 'message_too_long',
