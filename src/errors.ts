@@ -28,6 +28,7 @@ export type ErrorCode = keyof typeof ErrorCodes;
 /** Close codes. 1xxx are standard; 44xx are this protocol's own (reconnecting will not help), 45xx are server-side. */
 export const CloseCodes = {
   going_away: 1001,
+  internal_error: 1011,
   protocol_violation: 4400,
   hello_timeout: 4408,
   session_replaced: 4409,

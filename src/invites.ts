@@ -17,12 +17,14 @@ const CODE_LENGTH = 10;
 interface Invite {
   expiresAt: number;
   holder: string | null;
+  /** When the holder started waiting (clock ms). */
+  heldSince: number;
   used: boolean;
 }
 
 export type JoinOutcome =
   | { kind: 'wait' }
-  | { kind: 'pair'; partner: string }
+  | { kind: 'pair'; partner: string; waitedMs: number }
   | { kind: 'error'; code: Extract<ErrorCode, 'invite_unknown' | 'invite_expired' | 'invite_used'> };
 
 export interface InviteBookOptions {
@@ -50,7 +52,7 @@ export class InviteBook {
     do code = randomCode();
     while (this.#invites.has(code));
     const expiresAt = this.opts.clock.now() + this.opts.ttlMs;
-    this.#invites.set(code, { expiresAt, holder: null, used: false });
+    this.#invites.set(code, { expiresAt, holder: null, heldSince: 0, used: false });
     return { code, expiresAt };
   }
 
@@ -59,14 +61,16 @@ export class InviteBook {
     if (!invite) return { kind: 'error', code: 'invite_unknown' };
     if (invite.used) return { kind: 'error', code: 'invite_used' };
     if (invite.expiresAt <= this.opts.clock.now()) return { kind: 'error', code: 'invite_expired' };
-    if (invite.holder === null || invite.holder === sessionId) {
+    const now = this.opts.clock.now();
+    if (invite.holder === null) {
       invite.holder = sessionId;
-      return { kind: 'wait' };
+      invite.heldSince = now;
     }
+    if (invite.holder === sessionId) return { kind: 'wait' };
     invite.used = true;
     const partner = invite.holder;
     invite.holder = null;
-    return { kind: 'pair', partner };
+    return { kind: 'pair', partner, waitedMs: now - invite.heldSince };
   }
 
   /** The waiting holder cancelled or went away: the code stays open for them or a friend. */

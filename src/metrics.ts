@@ -1,9 +1,25 @@
 /**
  * The figures ops dashboards read, in Prometheus format (the only prom-client
  * import). Gauges are read from the relay when scraped, so the hot path only
- * increments counters.
+ * increments counters. Every labelled counter starts at 0 for each of its known
+ * labels, so a `rate()` alert has a series to read before the first event.
+ * Process and Node.js metrics keep prom-client's standard names
+ * (`process_resident_memory_bytes`, `nodejs_eventloop_lag_seconds`…) so stock
+ * dashboards work.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { BuildInfo } from './build-info.js';
+import { CloseCodes, ErrorCodes } from './errors.js';
+
+/** The label values each labelled counter starts with. */
+export const KNOWN_LABELS = {
+  errorCodes: Object.keys(ErrorCodes),
+  closeCodes: Object.values(CloseCodes).map(String),
+  dropReasons: ['lane_bound', 'global_bound', 'expired'],
+  via: ['random', 'invite'],
+  helloOutcomes: ['new', 'resumed', 'resume_rejected', 'refused'],
+  sessionEnds: ['left', 'expired', 'evicted'],
+} as const;
 
 export interface RelayStats {
   connections: number;
@@ -27,10 +43,20 @@ export class RelayMetrics {
   readonly sessionsEnded: Counter<'reason'>;
   readonly invitesCreated: Counter;
   readonly upgradesRefused: Counter<'reason'>;
+  readonly matchWait: Histogram<'via'>;
+  readonly reports: Counter;
+  readonly blocks: Counter;
 
-  constructor(stats: () => RelayStats) {
+  constructor(stats: () => RelayStats, build: BuildInfo, upgradeRefusals: readonly string[]) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'relay_' });
+    collectDefaultMetrics({ register: this.registry });
+    const info = new Gauge({
+      name: 'relay_build_info',
+      help: 'Always 1; the labels say what this process runs: the relay version, Node.js and the uWebSockets.js package.',
+      labelNames: ['version', 'node', 'uws'],
+      registers,
+    });
+    info.set({ version: build.version, node: build.node, uws: build.uws }, 1);
     const gauge = (name: string, help: string, read: (s: RelayStats) => number): void => {
       new Gauge({
         name,
@@ -108,6 +134,27 @@ export class RelayMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.matchWait = new Histogram({
+      name: 'relay_match_wait_seconds',
+      help: 'How long each person paired waited for a partner (find or join until matched), by how they were paired.',
+      labelNames: ['via'],
+      buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+      registers,
+    });
+    this.reports = new Counter({ name: 'relay_reports_total', help: 'Reports sent (each ends a chat).', registers });
+    this.blocks = new Counter({ name: 'relay_blocks_total', help: 'Blocks sent (each ends a chat).', registers });
+
+    const start = <L extends string>(counter: Counter<L>, label: L, values: readonly string[]) => {
+      for (const value of values) counter.inc({ [label]: value } as Record<L, string>, 0);
+    };
+    start(this.errors, 'code', KNOWN_LABELS.errorCodes);
+    start(this.closes, 'code', KNOWN_LABELS.closeCodes);
+    start(this.bufferDrops, 'reason', KNOWN_LABELS.dropReasons);
+    start(this.matches, 'via', KNOWN_LABELS.via);
+    start(this.hellos, 'outcome', KNOWN_LABELS.helloOutcomes);
+    start(this.sessionsEnded, 'reason', KNOWN_LABELS.sessionEnds);
+    start(this.upgradesRefused, 'reason', upgradeRefusals);
+    for (const via of KNOWN_LABELS.via) this.matchWait.zero({ via });
   }
 
   render(): Promise<string> {

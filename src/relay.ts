@@ -383,6 +383,8 @@ export class Relay {
     // A holder is released from its code when it cancels or drops, so it is always here; this guards the impossible.
     if (!holder || holder.inviteCode === null) return this.#error(session, 'invite_unknown');
     holder.inviteCode = null;
+    this.#metrics.matchWait.observe({ via: 'invite' }, outcome.waitedMs / 1000);
+    this.#metrics.matchWait.observe({ via: 'invite' }, 0);
     this.#startChat(holder, session, [], 'invite');
   }
 
@@ -409,6 +411,8 @@ export class Relay {
     if (!a || !b) return;
     // The newcomer learns it was queued, even if only for an instant, so every find sees the same sequence.
     for (const s of [a, b]) if (s.state !== 'queued') this.#send(s, { type: 'queued' });
+    const now = this.#clock.now();
+    for (const w of [first, second]) this.#metrics.matchWait.observe({ via: 'random' }, (now - w.since) / 1000);
     this.#startChat(a, b, shared, 'random');
   }
 
@@ -450,6 +454,7 @@ export class Relay {
     const partner = chat.partnerOf(session);
     this.#blockPair(session, partner);
     this.#reports.report([partner.id, partner.address], session.address);
+    this.#metrics.reports.inc();
     this.#endChat(chat, session, { self: 'you_reported', partner: 'partner_left' });
   }
 
@@ -457,6 +462,7 @@ export class Relay {
     const chat = this.#chatOf(session);
     if (!chat) return;
     this.#blockPair(session, chat.partnerOf(session));
+    this.#metrics.blocks.inc();
     this.#endChat(chat, session, { self: 'you_blocked', partner: 'partner_left' });
   }
 

@@ -3,6 +3,7 @@
  * one Relay, and owns listening, draining and closing.
  */
 import { App, type us_listen_socket, us_listen_socket_close, us_socket_local_port } from 'uWebSockets.js';
+import { readBuildInfo } from './build-info.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { registerHttpRoutes } from './http-routes.js';
@@ -10,7 +11,7 @@ import type { Logger } from './logger.js';
 import { RelayMetrics, type RelayStats } from './metrics.js';
 import { registerPageRoutes } from './page-routes.js';
 import { Relay } from './relay.js';
-import { wsBehavior } from './ws-handler.js';
+import { UPGRADE_REFUSALS, wsBehavior } from './ws-handler.js';
 
 const SWEEP_INTERVAL_MS = 5000;
 
@@ -32,7 +33,7 @@ export interface ServerDeps {
 
 export function startServer(config: Config, { logger, clock = systemClock }: ServerDeps): Promise<RelayServer> {
   // Gauges read the relay when scraped, which is always after it exists.
-  const metrics: RelayMetrics = new RelayMetrics((): RelayStats => relay.stats());
+  const metrics: RelayMetrics = new RelayMetrics((): RelayStats => relay.stats(), readBuildInfo(), UPGRADE_REFUSALS);
   const relay: Relay = new Relay({ config, clock, metrics });
   let draining = false;
   let closed = false;

@@ -38,8 +38,6 @@ class SocketState extends UwsConnection {
   }
 }
 
-const INTERNAL_ERROR = 1011;
-
 /** Every reason an upgrade is refused (a metrics label each). */
 export const UPGRADE_REFUSALS = [
   'bad_handshake',
@@ -131,7 +129,7 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
         conn.session = relay.hello(conn, decoded.frame, conn.address);
       } catch (err) {
         logger.error({ err: errorSummary(err) }, 'unexpected error while handling a frame');
-        conn.close(INTERNAL_ERROR, 'internal_error');
+        closeWith(conn, 'internal_error');
       }
     },
 

@@ -70,5 +70,51 @@ t.test('metrics expose the figures ops read', async (t) => {
   t.match(text, /^relay_buffered_delivery_seconds_count 0$/m, 'a live message is not a buffered delivery');
   t.match(text, /^relay_errors_total\{code="unknown_type"\} 1$/m);
   t.match(text, /^relay_matches_total\{via="random"\} 1$/m);
-  t.match(text, /^relay_process_resident_memory_bytes \d+/m);
+  t.match(text, /^process_resident_memory_bytes \d+/m, "prom-client's standard names, for stock dashboards");
+  t.match(text, /^nodejs_eventloop_lag_seconds \d/m);
+  t.match(
+    text,
+    new RegExp(
+      `^relay_build_info\\{version="\\d+\\.\\d+\\.\\d+",node="${process.versions.node}",uws="[^"]+@\\d[^"]*"\\} 1$`,
+      'm',
+    ),
+    'build info names the version, Node and the uWebSockets.js package',
+  );
+  t.match(text, /^relay_match_wait_seconds_count\{via="random"\} 2$/m, 'both people paired waited');
+  t.match(text, /^relay_match_wait_seconds_count\{via="invite"\} 0$/m);
+});
+
+t.test('every labelled counter exists at 0 for its known labels before anything happened', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const text = await (await fetch(`${srv.http}/metrics`)).text();
+  for (const line of [
+    'relay_errors_total{code="rate_limited"} 0',
+    'relay_errors_total{code="bad_json"} 0',
+    'relay_closes_total{code="4429"} 0',
+    'relay_closes_total{code="4413"} 0',
+    'relay_buffer_dropped_total{reason="expired"} 0',
+    'relay_matches_total{via="invite"} 0',
+    'relay_hellos_total{outcome="resumed"} 0',
+    'relay_sessions_ended_total{reason="evicted"} 0',
+    'relay_upgrades_refused_total{reason="too_many_connections_from_address"} 0',
+    'relay_upgrades_refused_total{reason="bad_handshake"} 0',
+    'relay_reports_total 0',
+    'relay_blocks_total 0',
+  ])
+    t.ok(text.split('\n').includes(line), line);
+});
+
+t.test('reports and blocks are counted', async (t) => {
+  const srv = await startTestServer({ rematchCooldownMs: 0 });
+  t.teardown(srv.close);
+  const first = await pairedClients(srv.url);
+  first.a.send({ type: 'report' });
+  await first.b.next('ended');
+  const second = await pairedClients(srv.url);
+  second.a.send({ type: 'block' });
+  await second.b.next('ended');
+  const text = await (await fetch(`${srv.http}/metrics`)).text();
+  t.match(text, /^relay_reports_total 1$/m);
+  t.match(text, /^relay_blocks_total 1$/m);
 });

@@ -30,6 +30,9 @@ t.test('an invite pairs its first two holders, then is used up', async (t) => {
   t.equal(ma.chat, mb.chat, 'friends share a chat (code is case- and dash-insensitive)');
   t.equal(ma.initiator, true, 'the one who waited is the initiator');
   t.same([ma.via, mb.via], ['invite', 'invite'], 'both are told they were paired by invite');
+  const metrics = await (await fetch(`${srv.http}/metrics`)).text();
+  t.match(metrics, /^relay_match_wait_seconds_count\{via="invite"\} 2$/m, 'both waits are timed');
+  t.match(metrics, /^relay_matches_total\{via="invite"\} 1$/m);
   c.send({ type: 'join', code });
   t.match(await c.next('error'), { code: 'invite_used' });
   c.send({ type: 'join', code: 'ZZZZZZZZZZ' });
