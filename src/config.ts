@@ -84,7 +84,7 @@ export const settings = {
     'MAX_PAYLOAD_BYTES',
     16_384,
     int(512, 16 * 1024 * 1024),
-    'Largest WebSocket frame accepted; larger ones close the socket with 1009 before parsing.',
+    'Largest WebSocket frame accepted. uWebSockets.js drops the connection on a larger one before parsing it, without a close frame (clients see 1006).',
   ),
   maxMessageBytes: setting('MAX_MESSAGE_BYTES', 4096, int(1), 'Largest message body, in UTF-8 bytes.'),
   maxBackpressureBytes: setting(
@@ -248,6 +248,18 @@ export const settings = {
 
 type Settings = typeof settings;
 export type Config = { readonly [K in keyof Settings]: Settings[K]['def'] };
+
+/** How a default is shown in the README: strings in backticks, empty lists as "(empty)". */
+function shownDefault(def: unknown): string {
+  if (typeof def === 'string') return `\`${def}\``;
+  if (Array.isArray(def)) return def.length === 0 ? '(empty)' : `\`${def.join(',')}\``;
+  return String(def);
+}
+
+/** The README's configuration table, one [variable, default, meaning] row per setting (scripts/config-table.mjs). */
+export function configTableRows(): [string, string, string][] {
+  return Object.values(settings).map((s: Setting<unknown>) => [`\`${s.env}\``, shownDefault(s.def), s.doc]);
+}
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
