@@ -30,10 +30,18 @@ export function newIdentity(): Identity {
 
 /** Constant-time check of a presented token against the one `id` was given. */
 export function tokenMatches(id: string, presented: string): boolean {
-  const expected = Buffer.from(tokenFor(id));
-  const given = Buffer.from(presented);
-  // Every token has the same public length, so checking it first reveals nothing.
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return constantTimeEqual(presented, tokenFor(id));
+}
+
+/**
+ * Whether two strings are equal, in time that depends only on their lengths,
+ * not on where they first differ. Comparing lengths first reveals only the
+ * length, which for tokens is public.
+ */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 export const isUuidV4 = (s: string): boolean => uuidValidate(s) && uuidVersion(s) === 4;

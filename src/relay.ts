@@ -241,7 +241,8 @@ export class Relay {
     if (leaving) return this.#forget(session, 'left');
     if (session.chat) this.#send(session.chat.partnerOf(session), { type: 'partner', state: 'away' });
     this.sessions.wentAway(session);
-    const window = session.used ? this.#config.resumeWindowMs : this.#config.unusedResumeWindowMs;
+    const { resumeWindowMs, unusedResumeWindowMs } = this.#config;
+    const window = session.used ? resumeWindowMs : Math.min(unusedResumeWindowMs, resumeWindowMs);
     session.expiry = this.#clock.schedule(window, () => this.#forget(session, 'expired'));
   }
 

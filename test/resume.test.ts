@@ -1,6 +1,6 @@
 import t from 'tap';
 import { startTestServer } from './fixtures/server.js';
-import { pairedClients, relayClient, sleep, TestClient } from './fixtures/ws-client.js';
+import { alteredToken, pairedClients, relayClient, sleep, TestClient } from './fixtures/ws-client.js';
 
 t.test('resume after a drop: every message sent meanwhile, in order, exactly once', async (t) => {
   const srv = await startTestServer();
@@ -61,25 +61,36 @@ t.test('a resume while the old socket is open replaces it with 4409', async (t) 
   t.equal(b.all('partner').length, 0, 'partner never saw the session go away');
 });
 
-t.test('an invalid token or unknown id gets a fresh identity, not an error', async (t) => {
+t.test('a wrong token, a prefix of the right one, or an unknown id gets a fresh identity, not an error', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
   const [a, wa] = await TestClient.hello(srv.url);
+  a.send({ type: 'find' });
+  await a.next('queued');
   a.close();
-  for (const resume of [
-    { id: wa.id, token: `${wa.token.slice(0, -1)}A`, lastSeq: 0 },
-    { id: '00000000-0000-4000-8000-000000000000', token: wa.token, lastSeq: 0 },
-    { id: wa.id, token: 'short', lastSeq: 0 },
-    { nonsense: true },
-  ]) {
+  const [, wb] = await TestClient.hello(srv.url);
+  const cases: [string, Record<string, unknown>][] = [
+    ['the last character changed', { id: wa.id, token: alteredToken(wa.token), lastSeq: 0 }],
+    ['the first character changed', { id: wa.id, token: alteredToken(wa.token, 0), lastSeq: 0 }],
+    ['all but the last character', { id: wa.id, token: wa.token.slice(0, -1), lastSeq: 0 }],
+    ['one character', { id: wa.id, token: wa.token.slice(0, 1), lastSeq: 0 }],
+    ['the token with one more character', { id: wa.id, token: `${wa.token}A`, lastSeq: 0 }],
+    ["another session's token", { id: wa.id, token: wb.token, lastSeq: 0 }],
+    ['an unknown id', { id: '00000000-0000-4000-8000-000000000000', token: wa.token, lastSeq: 0 }],
+    ['a short token', { id: wa.id, token: 'short', lastSeq: 0 }],
+    ['a malformed resume', { nonsense: true }],
+  ];
+  for (const [name, resume] of cases) {
     const c = await TestClient.open(srv.url);
     c.send({ type: 'hello', v: 1, resume } as Record<string, unknown>);
     const w = await c.next('welcome');
-    t.equal(w.resumed, false, `fresh identity for ${JSON.stringify(Object.keys(resume))}`);
+    t.equal(w.resumed, false, `fresh identity for ${name}`);
     t.not(w.id, wa.id);
     c.send({ type: 'ping' });
     await c.next('pong');
   }
+  const right = await TestClient.resume(srv.url, wa);
+  t.match(await right.next('welcome'), { resumed: true, id: wa.id }, 'and the right token still resumes');
 });
 
 t.test('when the resume window passes, the partner is told and the session is gone', async (t) => {

@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import t from 'tap';
 import { forwardedAddress, limitedUnit } from '../src/address.js';
 import { ConfigError, loadConfig, settings } from '../src/config.js';
-import { newIdentity, tokenMatches } from '../src/identity.js';
+import { constantTimeEqual, newIdentity, tokenMatches } from '../src/identity.js';
 import { TokenBucket } from '../src/limits.js';
 import {
   decodeClientFrame,
@@ -46,7 +46,20 @@ t.test('identity: token check is exact', async (t) => {
   t.equal(tokenMatches(other.id, id.token), false);
   t.equal(tokenMatches(id.id, `${id.token}x`), false);
   t.equal(tokenMatches(id.id, `${id.token.slice(0, -1)}${id.token.endsWith('A') ? 'B' : 'A'}`), false);
+  t.equal(tokenMatches(id.id, id.token.slice(0, -1)), false, 'a prefix');
   t.equal(tokenMatches(id.id, ''), false);
+});
+
+t.test('identity: the constant-time comparison tokens are checked with', async (t) => {
+  t.equal(constantTimeEqual('abc', 'abc'), true);
+  t.equal(constantTimeEqual('', ''), true);
+  t.equal(constantTimeEqual('abc', 'abd'), false, 'last character');
+  t.equal(constantTimeEqual('abc', 'xbc'), false, 'first character');
+  t.equal(constantTimeEqual('abc', 'ab'), false, 'a prefix');
+  t.equal(constantTimeEqual('ab', 'abc'), false, 'an extension');
+  t.equal(constantTimeEqual('é', 'e\u0301'), false, 'no Unicode normalization: bytes are compared');
+  t.equal(constantTimeEqual('\u00e9', '\u00c3\u00a9'), false, 'not fooled by the same bytes in another encoding');
+  t.equal(constantTimeEqual('ü'.repeat(40), 'ü'.repeat(40)), true);
 });
 
 t.test('token bucket: burst, refill, wait hint', async (t) => {
