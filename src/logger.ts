@@ -7,19 +7,33 @@ import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger };
 
-const REDACT = [
+/**
+ * Keys that could carry what a client sent or who it is, at the top level and
+ * one level down. Generic names (`frame`, `text`, `data`…) are here because a
+ * future call site is likelier to pass a frame under one of them than to name
+ * it `body`.
+ */
+const SENSITIVE = [
   'body',
   'token',
   'address',
   'ip',
   'remoteAddress',
   'headers',
-  '*.body',
-  '*.token',
-  '*.address',
-  '*.ip',
-  '*.headers',
+  'frame',
+  'text',
+  'data',
+  'message',
+  'payload',
+  'resume',
+  'interests',
+  'code',
+  'id',
+  'sessionId',
+  'chat',
+  'url',
 ];
+const REDACT = [...SENSITIVE, ...SENSITIVE.map((key) => `*.${key}`)];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {

@@ -194,6 +194,29 @@ t.test('block ends the chat and blocks the pair without counting as a report', a
   t.equal(blocker.all('matched').length, 1, 'and the blocker waits on');
 });
 
+t.test(
+  'a queued client whose socket drops leaves the queue: a newcomer waits instead of meeting a ghost',
+  async (t) => {
+    const srv = await startTestServer();
+    t.teardown(srv.close);
+    const [ghost] = await TestClient.hello(srv.url);
+    ghost.send({ type: 'find' });
+    await ghost.next('queued');
+    t.equal(srv.server.relay.stats().queueLength, 1);
+    ghost.close();
+    await ghost.closed;
+    while (srv.server.relay.connections > 0) await new Promise((r) => setTimeout(r, 5));
+    t.equal(srv.server.relay.stats().queueLength, 0, 'the queue is empty');
+    const [newcomer] = await TestClient.hello(srv.url);
+    newcomer.send({ type: 'find' });
+    t.same(await newcomer.next('queued'), { type: 'queued' });
+    newcomer.send({ type: 'ping' });
+    await newcomer.next('pong');
+    t.equal(newcomer.all('matched').length, 0, 'nobody to be matched with');
+    t.equal(srv.server.relay.stats().activeChats, 0);
+  },
+);
+
 t.test('find and join refuse a second chat; cancel leaves the queue', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);

@@ -11,7 +11,6 @@ t.test('hello gets an anonymous identity with a separate secret token', async (t
   const [, w2] = await TestClient.hello(srv.url);
   t.match(w1.id, UUID_V4, 'id is a UUID v4');
   t.match(w1.token, /^[A-Za-z0-9_-]{43}$/, 'token is 256 bits of base64url');
-  t.not(w1.token, w1.id, 'token differs from id');
   t.not(w1.id, w2.id, 'ids are unique');
   t.not(w1.token, w2.token, 'tokens are unique');
   t.equal(w1.resumed, false);
@@ -20,6 +19,20 @@ t.test('hello gets an anonymous identity with a separate secret token', async (t
   t.equal(w1.chat, null);
   t.match(w1.limits, { maxMessageBytes: 4096, maxInterests: 5, maxInterestLength: 32 });
   t.ok(w1.limits.bufferMessages >= 300, 'at least 300 messages buffered per direction');
+});
+
+t.test("a session's token resumes it and no other", async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const [c1, w1] = await TestClient.hello(srv.url);
+  const [c2, w2] = await TestClient.hello(srv.url);
+  c1.close();
+  c2.close();
+  const crossed = await TestClient.open(srv.url);
+  crossed.send({ type: 'hello', v: 1, resume: { id: w2.id, token: w1.token, lastSeq: 0 } });
+  t.match(await crossed.next('welcome'), { resumed: false }, "one session's token does not open another");
+  const own = await TestClient.resume(srv.url, w2);
+  t.match(await own.next('welcome'), { resumed: true, id: w2.id }, 'its own does');
 });
 
 t.test('a frame other than hello first closes with 4400', async (t) => {

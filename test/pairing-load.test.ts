@@ -61,16 +61,21 @@ t.test(`${CLIENTS} simultaneous finds pair into exactly ${CLIENTS / 2} chats`, a
     members.set(chat, list);
   });
   t.equal(members.size, CLIENTS / 2, 'exactly half as many chats as clients');
-  const sizes = [...members.values()].map((m) => m.length);
   t.ok(
-    sizes.every((n) => n === 2),
-    'every chat has exactly two members',
+    [...members.values()].every((m) => m.length === 2 && new Set(m).size === 2),
+    'every chat has exactly two distinct members',
   );
-  t.ok(
-    [...members.values()].every(([x, y]) => x !== y),
-    'nobody is paired with themselves',
-  );
-  t.equal(srv.server.relay.stats().queueLength, 0, 'nobody is left alone in the queue');
+  // Who was matched with whom, as the server holds it: each member's chat partner is the other member.
+  const relay = srv.server.relay;
+  const agree = [...members.entries()].every(([chat, [x, y]]) => {
+    const sx = relay.sessions.get(x as string);
+    const sy = relay.sessions.get(y as string);
+    return (
+      sx?.chat?.id === chat && sx.chat === sy?.chat && sx.chat.partnerOf(sx) === sy && sy.chat.partnerOf(sy) === sx
+    );
+  });
+  t.ok(agree, "the server pairs each client with the one its matched frame's chat names, and no one else");
+  t.equal(relay.stats().queueLength, 0, 'nobody is left alone in the queue');
   t.ok(
     clients.every((c) => c.seen.matched === 1),
     'nobody is matched twice',

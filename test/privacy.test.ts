@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
 import t from 'tap';
+import { createLogger } from '../src/logger.js';
 import { startTestServer } from './fixtures/server.js';
 import { TestClient } from './fixtures/ws-client.js';
 
@@ -8,6 +10,17 @@ t.test('no message body, token or client address ever reaches a log line or an e
   const srv = await startTestServer({ logLevel: 'trace', maxMessageBytes: 64, maxErrorsPerMinute: 100 });
   t.teardown(srv.close);
   const marker = `MARKER-${randomUUID()}`;
+  // Before hello, where only the edge has seen the frames: a msg, a non-JSON frame, a hello with a wrong version.
+  for (const first of [
+    JSON.stringify({ type: 'msg', id: marker.slice(0, 60), body: marker }),
+    `not json ${marker}`,
+    JSON.stringify({ type: 'hello', v: 99, marker, resume: { id: marker, token: marker, lastSeq: 0 } }),
+  ]) {
+    const early = await TestClient.open(srv.url, { localAddress: '127.0.0.2' });
+    early.sendRaw(first);
+    const close = await early.closeEvent();
+    t.notMatch(close.reason, marker, 'the close reason does not echo it');
+  }
   const [a, wa] = await TestClient.hello(srv.url, { localAddress: '127.0.0.2' });
   const [b, wb] = await TestClient.hello(srv.url, { localAddress: '127.0.0.3' });
   a.send({ type: 'find' });
@@ -42,4 +55,26 @@ t.test('no message body, token or client address ever reaches a log line or an e
   t.notMatch(logs, wb.token, 'no token');
   t.notMatch(logs, /127\.0\.0\.[23]/, 'no client address');
   for (const line of srv.logs.objects()) t.type(line.level, 'number', 'every line is pino JSON');
+});
+
+t.test('the logger censors what could hold client input, even if a call site passed it', async (t) => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const logger = createLogger('trace', sink);
+  const marker = `MARKER-${randomUUID()}`;
+  const fields = ['frame', 'text', 'body', 'token', 'address', 'ip', 'data', 'message', 'payload', 'id', 'code'];
+  logger.info(Object.fromEntries(fields.map((k) => [k, marker])), 'top level');
+  logger.info({ context: Object.fromEntries(fields.map((k) => [k, marker])) }, 'one level down');
+  t.equal(lines.length, 2);
+  for (const line of lines) {
+    t.notMatch(line, marker, 'no field leaked');
+    const entry = JSON.parse(line) as Record<string, unknown>;
+    const fieldsOf = (entry.context ?? entry) as Record<string, unknown>;
+    for (const k of fields) t.equal(fieldsOf[k], '[redacted]', `${k} is censored`);
+  }
 });

@@ -185,3 +185,39 @@ t.test('the typed client resumes by itself, re-sends unconfirmed messages once, 
   t.same(received, ['before', 'offline 1', 'offline 2', 'while bob is away'], 'each message exactly once, in order');
   t.equal(srv.server.relay.buffer.messages, 0, 'auto-acks freed the buffer');
 });
+
+t.test("the resumed welcome carries the chat's receipts: delivered but not read, then read", async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const { a, b, chat } = await pairedClients(srv.url);
+  const wa = a.welcome();
+  for (const id of ['m1', 'm2', 'm3']) a.send({ type: 'msg', id, body: id });
+  for (let i = 0; i < 3; i++) await b.next('msg');
+  b.send({ type: 'ack', seq: 2 });
+  t.same(await a.next('delivered'), { type: 'delivered', seq: 2 });
+  a.close();
+  await b.next('partner');
+  const a2 = await TestClient.resume(srv.url, wa);
+  t.match(
+    await a2.next('welcome'),
+    { resumed: true, chat: { id: chat, sentSeq: 3, deliveredSeq: 2, readSeq: 0 } },
+    'three sent, two delivered, none read',
+  );
+  b.send({ type: 'read', seq: 1 });
+  b.send({ type: 'ack', seq: 3 });
+  t.same(await a2.next('read'), { type: 'read', seq: 1 });
+  t.same(await a2.next('delivered'), { type: 'delivered', seq: 3 });
+  a2.close();
+  await b.next('partner');
+  const a3 = await TestClient.resume(srv.url, wa);
+  t.match(await a3.next('welcome'), { chat: { sentSeq: 3, deliveredSeq: 3, readSeq: 1 } }, 'and after a read');
+  const wb = b.welcome();
+  b.close();
+  await a3.next('partner');
+  const b2 = await TestClient.resume(srv.url, wb, 3);
+  t.match(
+    await b2.next('welcome'),
+    { chat: { id: chat, sentSeq: 0, deliveredSeq: 0, readSeq: 0, initiator: false } },
+    "the partner's own side: it sent nothing",
+  );
+});
