@@ -52,8 +52,11 @@ interface Outgoing {
   written: boolean;
 }
 
-/** Frames that cost nothing from the server's frame budget (see docs/protocol.md, "Rate limits"). */
-const UNMETERED = new Set<string>(['typing', 'ack', 'read']);
+/**
+ * Frames that cost nothing from the server's frame budget (see docs/protocol.md, "Rate limits"): hello comes
+ * before any budget, typing has its own, and receipts are free when they move forward, as the client's do.
+ */
+const UNMETERED = new Set<string>(['hello', 'typing', 'ack', 'read']);
 
 const OPEN = 1;
 
