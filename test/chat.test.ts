@@ -205,7 +205,7 @@ t.test(
     t.equal(srv.server.relay.stats().queueLength, 1);
     ghost.close();
     await ghost.closed;
-    while (srv.server.relay.connections > 0) await new Promise((r) => setTimeout(r, 5));
+    await srv.connectionsDownTo(0);
     t.equal(srv.server.relay.stats().queueLength, 0, 'the queue is empty');
     const [newcomer] = await TestClient.hello(srv.url);
     newcomer.send({ type: 'find' });

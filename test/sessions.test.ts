@@ -73,7 +73,7 @@ t.test('a session that never looked for a partner gets the short resume window',
   looked.close();
   await idle.closed;
   await looked.closed;
-  while (srv.server.relay.connections > 0) await new Promise((r) => setTimeout(r, 5));
+  await srv.connectionsDownTo(0);
   clock.advance(1000);
   t.equal(srv.server.relay.sessions.size, 1, 'the unused one is gone after 1 s');
   t.equal(await resumable(srv, wIdle), false);
@@ -129,7 +129,7 @@ t.test("an address's away sessions in a chat go only after its idle ones, and th
   const [idle, wIdle] = await TestClient.hello(srv.url, { localAddress: '127.0.0.2' });
   idle.close();
   await TestClient.hello(srv.url, { localAddress: '127.0.0.2' });
-  while (srv.server.relay.connections > 2) await new Promise((r) => setTimeout(r, 5));
+  await srv.connectionsDownTo(2);
   // Full (3): the next one evicts the idle away session, not the one in a chat.
   await TestClient.hello(srv.url, { localAddress: '127.0.0.2' });
   t.equal(partner.all('ended').length, 0, 'the chat goes on');
@@ -150,7 +150,7 @@ t.test('a full process evicts its oldest idle away session before it refuses a n
     away.push(w);
   }
   await TestClient.hello(srv.url, { localAddress: '127.0.0.4' });
-  while (srv.server.relay.connections > 1) await new Promise((r) => setTimeout(r, 5));
+  await srv.connectionsDownTo(1);
   const [, newcomer] = await TestClient.hello(srv.url, { localAddress: '127.0.0.5' });
   t.equal(newcomer.resumed, false, 'the newcomer is welcomed');
   t.equal(srv.server.relay.sessions.size, 3);
