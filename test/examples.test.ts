@@ -75,14 +75,13 @@ t.test('examples/typed-client.mjs: two clients match, chat both ways, resume aft
   });
 });
 
-t.test('examples/typed-client.mjs: no relay there -> exit 1 with a clear message, quickly', async (t) => {
+t.test('examples/typed-client.mjs: no relay there -> exit 1 at once with a clear message', async (t) => {
   const port = await freePort();
-  const started = Date.now();
   const { code, stdout, stderr } = await runExample([`ws://127.0.0.1:${port}/ws`]);
   t.equal(code, 1, 'exit 1');
   t.equal(stdout, '', 'nothing on stdout');
+  // "cannot reach", not the watchdog's "no answer": a refused connection fails at once.
   t.match(stderr, /^typed-client example failed: cannot reach the relay at ws:\/\/127\.0\.0\.1:\d+\/ws .*npm start/);
-  t.ok(Date.now() - started < 10_000, 'a refused connection fails at once, not at the timeout');
 });
 
 t.test('examples/typed-client.mjs: a relay that never answers -> exit 1 at the timeout', async (t) => {
