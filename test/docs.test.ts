@@ -187,3 +187,41 @@ t.test('.ci/run counts: tap summary, Asserts fallback, colours, and failures bef
   t.equal(ciCount('# { total: 4, pass: 4 }\n', 1), '4 passed, 1 failed', 'a failure tap did not count');
   t.equal(ciCount('', 0), '0 passed, 0 failed', 'an empty green log');
 });
+
+t.test(
+  'docs/operations.md: never expose the relay directly, with the nginx settings that close what uWS cannot',
+  async (t) => {
+    const doc = read('docs/operations.md');
+    const headings = [...doc.matchAll(/^## (.+)$/gm)].map((m) => m[1]);
+    t.equal(
+      headings[headings.indexOf('Behind a proxy') + 1],
+      'Never expose the relay directly',
+      'the section follows "Behind a proxy"',
+    );
+    const section = doc.slice(doc.indexOf('## Never expose the relay directly'), doc.indexOf('## Endpoints'));
+    const nginx = /```nginx\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+    const directive = (name: string) => new RegExp(`^\\s*${name}\\s+([^;]+);`, 'm').exec(nginx)?.[1];
+    for (const name of [
+      'limit_conn_zone',
+      'limit_conn',
+      'client_header_timeout',
+      'client_body_timeout',
+      'send_timeout',
+      'keepalive_timeout',
+      'large_client_header_buffers',
+      'proxy_read_timeout',
+    ])
+      t.ok(directive(name), `${name} is set`);
+    t.match(directive('limit_conn_zone'), /^\$binary_remote_addr /, 'limit_conn counts per client address');
+    t.equal((nginx.match(/^\s*limit_conn relay_per_address \d+;/gm) ?? []).length, 2, 'limit_conn on /ws and /api/');
+    t.equal(directive('proxy_http_version'), '1.1', 'HTTP/1.1 towards the relay (uWS refuses 1.0)');
+    const readTimeout = Number(/^(\d+)s$/.exec(directive('proxy_read_timeout') ?? '')?.[1]);
+    t.ok(readTimeout > settings.idleTimeoutS.def, `proxy_read_timeout ${readTimeout}s > IDLE_TIMEOUT_S default`);
+    t.match(
+      section,
+      /nginx answers `400 Bad Request`[\s\S]*Content-Length/,
+      'duplicate Content-Length: 400 from nginx',
+    );
+    t.match(section, /nginx does not parse WebSocket frames after the upgrade/, 'unmasked frames: stated honestly');
+  },
+);
