@@ -2,7 +2,13 @@
  * Builds the uWebSockets.js app from the two edges (HTTP routes, /ws) around
  * one Relay, and owns listening, draining and closing.
  */
-import { App, type us_listen_socket, us_listen_socket_close, us_socket_local_port } from 'uWebSockets.js';
+import {
+  App,
+  type TemplatedApp,
+  type us_listen_socket,
+  us_listen_socket_close,
+  us_socket_local_port,
+} from 'uWebSockets.js';
 import { readBuildInfo } from './build-info.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
@@ -48,7 +54,7 @@ export function startServer(config: Config, { logger, clock = systemClock }: Ser
   sweeper.unref();
 
   return new Promise((resolve, reject) => {
-    app.listen(config.host, config.port, (listenSocket: us_listen_socket | false) => {
+    listenExclusive(app, config.host, config.port, (listenSocket) => {
       if (!listenSocket) {
         clearInterval(sweeper);
         reject(new Error(`cannot listen on ${config.host}:${config.port}`));
@@ -81,4 +87,24 @@ export function startServer(config: Config, { logger, clock = systemClock }: Ser
       });
     });
   });
+}
+
+/** Exported by uWebSockets.js, but its type declarations only name it inside a non-exported enum. */
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+
+/**
+ * uWebSockets.js shares a port with any process already listening on it
+ * (SO_REUSEPORT), so a second relay started on a busy port would say
+ * "listening" and take half the connections, and resumes would land on a
+ * process that does not hold the session. Exclusive, the second start fails.
+ * (The binding takes host, port, options; its type declarations lack that form.)
+ */
+function listenExclusive(
+  app: TemplatedApp,
+  host: string,
+  port: number,
+  cb: (listenSocket: us_listen_socket | false) => void,
+): void {
+  const listen = app.listen as unknown as (h: string, p: number, o: number, c: typeof cb) => TemplatedApp;
+  listen.call(app, host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, cb);
 }

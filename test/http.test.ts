@@ -118,3 +118,11 @@ t.test('reports and blocks are counted', async (t) => {
   t.match(text, /^relay_reports_total 1$/m);
   t.match(text, /^relay_blocks_total 1$/m);
 });
+
+t.test('a second relay on a port already in use fails to start instead of sharing it', async (t) => {
+  const first = await startTestServer();
+  t.teardown(first.close);
+  await t.rejects(startTestServer({ port: first.server.port }), /cannot listen/);
+  const health = await fetch(`${first.http}/healthz`);
+  t.equal(health.status, 200, 'the first one serves on');
+});
