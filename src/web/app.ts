@@ -12,6 +12,7 @@ import {
   type ErrorFrame,
   type IncomingMsgFrame,
   type Limits,
+  type PairedVia,
   type ServerFrame,
   utf8Length,
   type WelcomeFrame,
@@ -32,12 +33,36 @@ const DEFAULT_MAX_MESSAGE_BYTES = 4096;
 type Phase = 'home' | 'looking' | 'inviting' | 'joining' | 'chatting' | 'ended';
 type Link = 'connecting' | 'online' | 'reconnecting' | 'offline' | 'fatal';
 
-const END_TEXT: Record<EndReason, string> = {
-  you_left: 'You left the chat.',
-  partner_left: 'The stranger left the chat.',
-  partner_gone: 'The stranger lost their connection and did not come back.',
-  you_reported: 'You reported this stranger. You will not be matched with them again.',
-  you_blocked: 'You blocked this stranger. You will not be matched with them again.',
+/** How every text names the other person: a stranger met at random, or the friend an invite paired. */
+interface Partner {
+  a: string;
+  the: string;
+  The: string;
+  this: string;
+  /** Who a message is from, for screen readers. */
+  author: string;
+}
+const STRANGER: Partner = {
+  a: 'a stranger',
+  the: 'the stranger',
+  The: 'The stranger',
+  this: 'this stranger',
+  author: 'Stranger',
+};
+const FRIEND: Partner = {
+  a: 'your friend',
+  the: 'your friend',
+  The: 'Your friend',
+  this: 'your friend',
+  author: 'Your friend',
+};
+
+const END_TEXT: Record<EndReason, (p: Partner) => string> = {
+  you_left: () => 'You left the chat.',
+  partner_left: (p) => `${p.The} left the chat.`,
+  partner_gone: (p) => `${p.The} lost their connection and did not come back.`,
+  you_reported: (p) => `You reported ${p.this}. You will not be matched with them again.`,
+  you_blocked: (p) => `You blocked ${p.this}. You will not be matched with them again.`,
 };
 
 const OPEN_FAILURE: Record<Extract<OpenResult, { ok: false }>['reason'], string> = {
@@ -71,6 +96,7 @@ class ChatApp {
   readonly #left = new Map<string, 'leave' | 'block' | 'report'>();
   // ---- per chat
   #chatId: string | null = null;
+  #partner = STRANGER;
   #partnerAway = false;
   #cipher: Promise<ChatCipher> | null = null;
   #keysReady = false;
@@ -205,13 +231,13 @@ class ChatApp {
       case 'cancelled':
         return;
       case 'matched':
-        return this.#beginChat(frame.chat, frame.interests);
+        return this.#beginChat(frame.chat, frame.interests, frame.via);
       case 'msg':
         return this.#inOrder((chatId) => this.#receive(frame, chatId));
       case 'gap':
         return this.#inOrder(async () => {
           this.#view.notice(
-            `${plural(frame.to - frame.from + 1, 'message')} from the stranger could not be kept for you while you were away.`,
+            `${plural(frame.to - frame.from + 1, 'message')} from ${this.#partner.the} could not be kept for you while you were away.`,
           );
         });
       case 'sent': {
@@ -239,7 +265,7 @@ class ChatApp {
         return this.#inOrder(async () => {
           // Endings I caused were already shown when I clicked.
           if (frame.reason.startsWith('you_') && this.#phase !== 'chatting') return;
-          this.#endChat(END_TEXT[frame.reason]);
+          this.#endChat(END_TEXT[frame.reason](this.#partner));
         });
       case 'error':
         return this.#onError(frame);
@@ -284,7 +310,7 @@ class ChatApp {
     } else if (w.resumed && w.chat && w.chat.id !== this.#chatId) {
       // The server paired me while my socket was silently dead: the `matched` frame never arrived.
       this.#dropChat();
-      this.#beginChat(w.chat.id, w.chat.interests);
+      this.#beginChat(w.chat.id, w.chat.interests, w.chat.via);
     }
     if (serverState === 'idle') {
       // I was waiting when the link dropped; the server forgot that, I did not.
@@ -387,9 +413,11 @@ class ChatApp {
 
   // ---- one chat --------------------------------------------------------------
 
-  #beginChat(chatId: string, interests: string[]): void {
+  #beginChat(chatId: string, interests: string[], via: PairedVia): void {
     this.#phase = 'chatting';
     this.#chatId = chatId;
+    this.#partner = via === 'invite' ? FRIEND : STRANGER;
+    this.#view.setPartner(this.#partner.author);
     this.#inviteCode = null;
     this.#partnerAway = false;
     this.#keysReady = false;
@@ -399,8 +427,8 @@ class ChatApp {
     this.#view.clearLog();
     this.#view.notice(
       interests.length > 0
-        ? `You are chatting with a stranger who also likes ${interests.join(', ')}. Say hi!`
-        : 'You are chatting with a stranger. Say hi!',
+        ? `You are chatting with ${this.#partner.a} who also likes ${interests.join(', ')}. Say hi!`
+        : `You are chatting with ${this.#partner.a}. Say hi!`,
     );
     this.#view.chatOpen(true);
     this.#render();
@@ -430,7 +458,9 @@ class ChatApp {
       const ok = await cipher.accept(f.body, chatId);
       if (this.#chatId !== chatId) return;
       if (!ok)
-        this.#view.notice('The stranger sent an invalid or changed encryption key. Do not trust this chat; leave it.');
+        this.#view.notice(
+          `${this.#partner.The} sent an invalid or changed encryption key. Do not trust this chat; leave it.`,
+        );
       else if (!this.#keysReady) {
         this.#keysReady = true;
         this.#view.setSafety(cipher.safetyCode);
@@ -444,7 +474,8 @@ class ChatApp {
       if (this.#chatId !== chatId) return;
       if (!opened.ok) this.#view.failed(OPEN_FAILURE[opened.reason]);
       else {
-        if (opened.missed > 0) this.#view.notice(`${plural(opened.missed, 'message')} from the stranger went missing.`);
+        if (opened.missed > 0)
+          this.#view.notice(`${plural(opened.missed, 'message')} from ${this.#partner.the} went missing.`);
         this.#view.theirs(opened.text, f.ts);
       }
     } else this.#view.theirs(f.body, f.ts, 'not encrypted');
@@ -474,7 +505,7 @@ class ChatApp {
     this.#stopTyping();
     const view = this.#view.own(text, this.#keysReady && this.#client.connected ? 'sending' : 'queued');
     if (!this.#keysReady) {
-      if (this.#client.connected) view.set('queued', "Waiting for the stranger's key");
+      if (this.#client.connected) view.set('queued', `Waiting for ${this.#partner.the}'s key`);
       this.#pending.push({ view, text });
       return;
     }
@@ -544,7 +575,7 @@ class ChatApp {
   #leave(frame: 'leave' | 'block' | 'report', reason: EndReason): void {
     if (this.#chatId) this.#left.set(this.#chatId, frame);
     this.#client.send({ type: frame });
-    this.#endChat(END_TEXT[reason]);
+    this.#endChat(END_TEXT[reason](this.#partner));
   }
 
   // ---- typing ------------------------------------------------------------------
@@ -712,9 +743,10 @@ class ChatApp {
       case 'ended':
         return ['Chat over', 'wait'];
       case 'chatting':
-        if (this.#partnerAway) return ['The stranger lost their connection. Waiting for them to come back…', 'wait'];
+        if (this.#partnerAway)
+          return [`${this.#partner.The} lost their connection. Waiting for them to come back…`, 'wait'];
         return this.#keysReady
-          ? ['Chatting with a stranger, end-to-end encrypted', 'ok']
+          ? [`Chatting with ${this.#partner.a}, end-to-end encrypted`, 'ok']
           : ['Setting up encryption…', 'wait'];
     }
   }

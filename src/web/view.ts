@@ -126,6 +126,11 @@ export class View {
     }
   }
 
+  /** Who "is typing": the stranger, or the friend an invite paired. */
+  setPartner(author: string): void {
+    this.typing.textContent = `${author} is typing…`;
+  }
+
   setTyping(on: boolean): void {
     this.typing.hidden = !on;
   }
