@@ -160,7 +160,7 @@ class ChatApp {
   #connect(): void {
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#connectTimer);
-    this.#setLink(this.#welcomed ? 'reconnecting' : 'connecting');
+    this.#setLink(this.#waitingLink());
     // A connection that never completes (a dead Wi-Fi, a black-holed proxy) is abandoned and retried.
     this.#connectTimer = setTimeout(() => this.#scheduleReconnect(), CONNECT_TIMEOUT_MS);
     try {
@@ -171,9 +171,7 @@ class ChatApp {
   }
 
   #onClosed(code: number): void {
-    this.#stopHeartbeat();
-    this.#view.setTyping(false);
-    for (const m of this.#mine.values()) if (m.view.status === 'sending') m.view.set('queued');
+    this.#linkLost();
     if (code === 4426) return this.#fail('This page is out of date. Reload it to keep chatting.');
     if (code === 4409) return this.#fail('This chat continued in another window.');
     this.#scheduleReconnect();
@@ -185,7 +183,31 @@ class ChatApp {
     clearTimeout(this.#connectTimer);
     const delay = backoffDelay(this.#attempt++, RECONNECT);
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
-    this.#setLink(navigator.onLine === false ? 'offline' : 'reconnecting');
+    this.#setLink(this.#waitingLink());
+  }
+
+  /** What the status says while there is no live connection. */
+  #waitingLink(): Link {
+    if (navigator.onLine === false) return 'offline';
+    return this.#welcomed ? 'reconnecting' : 'connecting';
+  }
+
+  /** The socket is gone (or given up on): what was on its way waits for the next one. */
+  #linkLost(): void {
+    this.#stopHeartbeat();
+    this.#view.setTyping(false);
+    for (const m of this.#mine.values()) if (m.view.status === 'sending') m.view.set('queued');
+  }
+
+  /**
+   * The browser says the network is gone: do not wait for the heartbeat to find out. A close without a
+   * code is what the relay treats as a network drop, so the session waits for the resume.
+   */
+  #wentOffline(): void {
+    if (this.#link === 'fatal') return;
+    this.#client.drop();
+    this.#linkLost();
+    this.#scheduleReconnect();
   }
 
   #fail(message: string): void {
@@ -673,10 +695,7 @@ class ChatApp {
       this.#attempt = 0;
       this.#connect();
     });
-    window.addEventListener('offline', () => {
-      if (this.#client.connected) this.#checkLink();
-      else this.#setLink('offline');
-    });
+    window.addEventListener('offline', () => this.#wentOffline());
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState !== 'visible') return;
       this.#markRead();
