@@ -127,3 +127,29 @@ t.test('going offline is noticed at once; messages typed meanwhile wait; back on
   t.same(await messages(a.page, 'them'), ['while a was offline']);
   t.equal(await a.page.locator('#log .notice', { hasText: 'over' }).count(), 0, 'the chat never ended');
 });
+
+t.test('when the server drains, the page says so and moves to another server before the old one closes', async (t) => {
+  const first = await startTestServer();
+  const proxy = await TcpProxy.start(first.server.port);
+  t.teardown(() => {
+    proxy.close();
+    first.close();
+  });
+  const [a, b] = await matchedPages(browser, `${proxy.http}/`);
+  // New connections now reach a second server; the first one keeps its sockets open until the test ends.
+  const second = await startTestServer();
+  t.teardown(second.close);
+  proxy.retarget(second.server.port);
+  first.server.beginDrain();
+  for (const p of [a, b]) await waitForStatus(p.page, 'The server is restarting; reconnecting…', 1000);
+  // Each page reconnects after its own random 0–3 s delay; the second server does not know their chat.
+  for (const p of [a, b])
+    await p.page.locator('#log .notice', { hasText: 'This chat is over' }).waitFor({ timeout: 6000 });
+  t.equal(second.server.relay.connections, 2, 'both pages are on the second server');
+  t.ok(first.server.draining, 'while the first one was still draining, not closed');
+  await a.page.locator('#again').click();
+  await b.page.locator('#again').click();
+  await waitForStatus(a.page, 'end-to-end encrypted');
+  await send(a.page, 'hello on the second server');
+  await b.page.locator('#log li[data-from="them"]', { hasText: 'second server' }).waitFor();
+});

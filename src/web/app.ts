@@ -27,6 +27,8 @@ const PONG_TIMEOUT_MS = 8_000;
 const TYPING_REFRESH_MS = 3_000;
 const TYPING_IDLE_MS = 4_000;
 const TYPING_SHOWN_MS = 6_000;
+/** After `draining`, each page reconnects at a random moment in this span, so they do not all come back at once. */
+const DRAIN_JITTER_MS = 3_000;
 const PREFS_KEY = 'anon-chat.prefs';
 const DEFAULT_MAX_MESSAGE_BYTES = 4096;
 
@@ -88,6 +90,8 @@ class ChatApp {
   #link: Link = 'connecting';
   #fatal = '';
   #welcomed = false;
+  /** The relay said it is going away; until the next welcome the status says so. */
+  #draining = false;
   #limits: Limits | null = null;
   #resumeWindowMs = 0;
   #interests: string[] = [];
@@ -210,6 +214,14 @@ class ChatApp {
     this.#scheduleReconnect();
   }
 
+  /** The relay is restarting: reconnect before it closes the socket, each page after its own random delay. */
+  #onDraining(): void {
+    this.#draining = true;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#connect(), Math.random() * DRAIN_JITTER_MS);
+    this.#render();
+  }
+
   #fail(message: string): void {
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#connectTimer);
@@ -296,7 +308,7 @@ class ChatApp {
         this.#pongTimer = undefined;
         return;
       case 'draining':
-        return;
+        return this.#onDraining();
     }
   }
 
@@ -306,6 +318,7 @@ class ChatApp {
     clearTimeout(this.#retryTimer);
     this.#attempt = 0;
     this.#welcomed = true;
+    this.#draining = false;
     this.#limits = w.limits;
     this.#resumeWindowMs = w.resumeWindowMs;
     this.#stopHeartbeat();
@@ -733,23 +746,17 @@ class ChatApp {
   }
 
   #statusLine(): [string, Tone] {
-    switch (this.#link) {
-      case 'fatal':
-        return [this.#fatal, 'bad'];
-      case 'connecting':
-        return ['Connecting…', 'wait'];
-      case 'offline':
-        return ['Offline. Waiting for the network…', 'bad'];
-      case 'reconnecting':
-        return [
-          this.#phase === 'chatting'
-            ? 'Connection lost. Reconnecting… your messages will be sent when it is back.'
-            : 'Connection lost. Reconnecting…',
-          'wait',
-        ];
-      case 'online':
-        break;
-    }
+    if (this.#link === 'fatal') return [this.#fatal, 'bad'];
+    if (this.#link === 'offline') return ['Offline. Waiting for the network…', 'bad'];
+    if (this.#draining) return ['The server is restarting; reconnecting…', 'wait'];
+    if (this.#link === 'connecting') return ['Connecting…', 'wait'];
+    if (this.#link === 'reconnecting')
+      return [
+        this.#phase === 'chatting'
+          ? 'Connection lost. Reconnecting… your messages will be sent when it is back.'
+          : 'Connection lost. Reconnecting…',
+        'wait',
+      ];
     switch (this.#phase) {
       case 'home':
         return ['Connected', 'ok'];
