@@ -35,6 +35,13 @@ function element<K extends keyof HTMLElementTagNameMap>(
   return el;
 }
 
+/** A message bubble: who wrote it (for screen readers only; the side shows it on screen), the text, a meta line. */
+function bubble(className: string, author: string, text: string, meta: HTMLElement): HTMLLIElement {
+  const li = element('li', className);
+  li.append(element('span', 'sr', `${author}: `), element('div', 'text', text), meta);
+  return li;
+}
+
 /** One of my messages; its delivery state only moves forward (except to failed). */
 export class OwnMessage {
   status: Delivery;
@@ -66,7 +73,9 @@ export class View {
   readonly inviteBox = byId('invite-box');
   readonly inviteLink = byId<HTMLInputElement>('invite-link');
   readonly safety = byId('safety');
-  readonly log = byId<HTMLOListElement>('log');
+  /** The scrolling region (role=log) around the list of messages. */
+  readonly log = byId('log');
+  readonly list = byId<HTMLOListElement>('messages');
   readonly typing = byId('typing');
   readonly composer = byId<HTMLFormElement>('composer');
   readonly text = byId<HTMLTextAreaElement>('text');
@@ -74,6 +83,7 @@ export class View {
   readonly #homeNote = byId('home-note');
   readonly #tools = ['next', 'leave', 'block', 'report'].map((id) => byId<HTMLButtonElement>(id));
   readonly #screens: Record<Screen, HTMLElement> = { home: byId('home'), waiting: byId('waiting'), chat: byId('chat') };
+  #author = 'Stranger';
 
   setStatus(text: string, tone: Tone): void {
     if (this.status.textContent !== text) this.status.textContent = text;
@@ -110,7 +120,7 @@ export class View {
   }
 
   clearLog(): void {
-    this.log.replaceChildren();
+    this.list.replaceChildren();
     this.setSafety(null);
   }
 
@@ -126,8 +136,9 @@ export class View {
     }
   }
 
-  /** Who "is typing": the stranger, or the friend an invite paired. */
+  /** How messages from the other side are attributed for screen readers, and who "is typing". */
   setPartner(author: string): void {
+    this.#author = author;
     this.typing.textContent = `${author} is typing…`;
   }
 
@@ -140,32 +151,28 @@ export class View {
   }
 
   own(text: string, status: Delivery): OwnMessage {
-    const li = element('li', 'msg');
     const meta = element('span', 'meta');
-    li.append(element('div', 'text', text), meta);
+    const li = bubble('msg', 'You', text, meta);
     this.#append(li, 'me');
     return new OwnMessage(li, meta, status);
   }
 
   theirs(text: string, ts: number, warning?: string): void {
-    const li = element('li', warning ? 'msg warn' : 'msg');
     const meta = element('span', 'meta', warning ? `${clock(ts)} · ${warning}` : clock(ts));
-    li.append(element('div', 'text', text), meta);
-    this.#append(li, 'them');
+    this.#append(bubble(warning ? 'msg warn' : 'msg', this.#author, text, meta), 'them');
   }
 
   /** A message that arrived but must not be shown as text (tampered, replayed, undecryptable). */
   failed(reason: string): void {
-    const li = element('li', 'msg bad');
-    li.append(element('div', 'text', 'A message could not be shown.'), element('span', 'meta', reason));
-    this.#append(li, 'them');
+    const meta = element('span', 'meta', reason);
+    this.#append(bubble('msg bad', this.#author, 'A message could not be shown.', meta), 'them');
   }
 
   #append(li: HTMLLIElement, from: 'me' | 'them' | 'notice'): void {
     li.dataset.from = from;
     const log = this.log;
     const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
-    log.append(li);
+    this.list.append(li);
     if (atEnd || from === 'me') li.scrollIntoView({ block: 'end' });
   }
 }
