@@ -358,17 +358,19 @@ class ChatApp {
 
   #onError(f: ErrorFrame): void {
     if (f.id !== undefined) {
-      const id = f.id;
-      const mine = this.#mine.get(id);
-      if (!mine) return;
-      if (f.code === 'rate_limited') setTimeout(() => this.#client.retry(id), f.retryAfterMs ?? 1000);
-      else {
-        this.#client.discard(id);
-        mine.view.set('failed', `Not sent: ${f.message}`);
-      }
+      const mine = this.#mine.get(f.id);
+      // Refused for rate: the typed client holds its outbox and sends it again, in order, once it may.
+      if (!mine || f.code === 'rate_limited') return;
+      this.#client.discard(f.id);
+      mine.view.set('failed', `Not sent: ${f.message}`);
       return;
     }
     switch (f.code) {
+      case 'rate_limited':
+        // A typing signal or a receipt was dropped. Typing is refreshed anyway; the read receipt is said again.
+        this.#readSent = 0;
+        setTimeout(() => this.#markRead(), f.retryAfterMs ?? 1000);
+        return;
       case 'queue_full':
         setTimeout(() => {
           if (this.#phase === 'looking') this.#sendFind();
@@ -537,7 +539,9 @@ class ChatApp {
       return;
     }
     this.#view.text.value = '';
-    this.#stopTyping();
+    // No "typing off" here: the message itself tells the other page to hide the indicator.
+    clearTimeout(this.#typingStop);
+    this.#typingSentAt = 0;
     const view = this.#view.own(text, this.#keysReady && this.#client.connected ? 'sending' : 'queued');
     if (!this.#keysReady) {
       if (this.#client.connected) view.set('queued', `Waiting for ${this.#partner.the}'s key`);
