@@ -722,6 +722,13 @@ class ChatApp {
       // A reload starts a new identity: keys and chat live only in this page's memory.
       if (this.#phase === 'chatting') e.preventDefault();
     });
+    // The tab is closing or reloading (the browser also closes the socket with 1001): end the chat or the wait
+    // now, rather than let the partner wait out the resume window.
+    window.addEventListener('pagehide', () => {
+      if (this.#phase === 'chatting') this.#leave('leave', 'you_left');
+      else if (this.#phase === 'looking' || this.#phase === 'inviting' || this.#phase === 'joining')
+        this.#cancelWaiting();
+    });
   }
 
   #render(): void {
