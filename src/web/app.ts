@@ -67,6 +67,10 @@ const END_TEXT: Record<EndReason, (p: Partner) => string> = {
   you_blocked: (p) => `You blocked ${p.this}. You will not be matched with them again.`,
 };
 
+/** Invite codes compare without case, spaces or dashes, as the relay reads them. */
+const sameCode = (a: string, b: string) =>
+  a.replace(/[\s-]/g, '').toUpperCase() === b.replace(/[\s-]/g, '').toUpperCase();
+
 const OPEN_FAILURE: Record<Extract<OpenResult, { ok: false }>['reason'], string> = {
   tampered: 'It was altered on the way, so it was discarded.',
   replayed: 'It was a replay of an earlier message, so it was discarded.',
@@ -152,7 +156,9 @@ class ChatApp {
     // Take the code out of the address bar so it is not bookmarked or shared by accident.
     history.replaceState(null, '', location.pathname);
     if (this.#phase === 'chatting') return;
-    if (this.#phase === 'looking' || this.#phase === 'inviting') this.#client.send({ type: 'cancel' });
+    // One wait at a time: leave the queue or the other invite before joining this one (the relay keeps the order).
+    if (this.#phase === 'looking' || this.#phase === 'inviting' || this.#phase === 'joining')
+      this.#client.send({ type: 'cancel' });
     this.#inviteCode = code;
     this.#phase = 'joining';
     this.#client.send({ type: 'join', code });
@@ -258,6 +264,9 @@ class ChatApp {
         return this.#onWelcome(frame);
       case 'queued':
         if (frame.invite) {
+          // A late answer for an invite this page has since cancelled or left for another is not news.
+          if (!this.#inviteCode || !sameCode(frame.invite, this.#inviteCode)) return;
+          if (this.#phase !== 'joining' && this.#phase !== 'inviting') return;
           this.#inviteCode = frame.invite;
           this.#phase = 'inviting';
         }
@@ -425,6 +434,8 @@ class ChatApp {
         return this.#goHome(`Too many invites from here. Try again in ${res.headers.get('retry-after') ?? '60'} s.`);
       if (!res.ok) return this.#goHome('Could not create an invite right now. Try again in a moment.');
       const { code } = (await res.json()) as { code: string };
+      // An invite link was followed meanwhile: that wait wins.
+      if (this.#phase !== 'home') return;
       this.#inviteCode = code;
       this.#phase = 'inviting';
       this.#client.send({ type: 'join', code });
