@@ -550,6 +550,7 @@ class ChatApp {
       return;
     }
     this.#view.text.value = '';
+    this.#view.fitText();
     // No "typing off" here: the message itself tells the other page to hide the indicator.
     clearTimeout(this.#typingStop);
     this.#typingSentAt = 0;
@@ -699,7 +700,10 @@ class ChatApp {
         this.#send();
       }
     });
-    v.text.addEventListener('input', () => this.#onInput());
+    v.text.addEventListener('input', () => {
+      v.fitText();
+      this.#onInput();
+    });
     v.text.addEventListener('blur', () => this.#stopTyping());
     v.prefTyping.addEventListener('change', () => {
       savePrefs({ typing: v.prefTyping.checked });

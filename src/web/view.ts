@@ -119,6 +119,13 @@ export class View {
     for (const button of this.#tools) button.disabled = !enabled;
   }
 
+  /** The message box grows with its text (up to its CSS max-height, then it scrolls). */
+  fitText(): void {
+    const t = this.text;
+    t.style.height = 'auto';
+    if (t.value !== '') t.style.height = `${t.scrollHeight + t.offsetHeight - t.clientHeight}px`;
+  }
+
   clearLog(): void {
     this.list.replaceChildren();
     this.setSafety(null);

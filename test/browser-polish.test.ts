@@ -1,0 +1,64 @@
+/**
+ * The details that make the page feel finished: bubbles fit their text, and
+ * the message box grows with the draft.
+ */
+import t from 'tap';
+import { launchBrowser, matchedPages, send } from './fixtures/browser.js';
+import { startTestServer } from './fixtures/server.js';
+
+const browser = await launchBrowser();
+t.teardown(() => browser.close());
+
+interface Box {
+  left: number;
+  right: number;
+  width: number;
+}
+
+t.test('bubbles fit their text on both sides', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const [a, b] = await matchedPages(browser, `${srv.http}/`);
+  await send(b.page, 'hi');
+  await a.page.locator('#log li[data-from="them"]').waitFor();
+  await send(a.page, 'yo');
+  const boxes = (await a.page.evaluate(`(() => {
+    const box = (selector) => {
+      const bubble = document.querySelector(selector);
+      const list = bubble.closest('ol');
+      const l = list.getBoundingClientRect();
+      const style = getComputedStyle(list);
+      const r = bubble.getBoundingClientRect();
+      const left = l.left + parseFloat(style.paddingLeft);
+      const right = l.right - parseFloat(style.paddingRight);
+      return { left: r.left - left, right: right - r.right, width: r.width };
+    };
+    return { theirs: box('#log li[data-from="them"] .text'), mine: box('#log li[data-from="me"] .text') };
+  })()`)) as { theirs: Box; mine: Box };
+  t.ok(boxes.theirs.width < 80, `an incoming "hi" is a small bubble (${boxes.theirs.width} px)`);
+  t.ok(boxes.mine.width < 80, `so is an own "yo" (${boxes.mine.width} px)`);
+  t.ok(boxes.theirs.left < 1, 'incoming on the left');
+  t.ok(boxes.mine.right < 1, 'own on the right');
+});
+
+t.test('the message box grows with the draft, up to a limit, and shrinks after sending', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const [a] = await matchedPages(browser, `${srv.http}/`);
+  const measure = () =>
+    a.page.evaluate(`(() => {
+      const box = document.getElementById('text');
+      return { client: box.clientHeight, scroll: box.scrollHeight, line: parseFloat(getComputedStyle(box).lineHeight) };
+    })()`) as Promise<{ client: number; scroll: number; line: number }>;
+  const empty = await measure();
+  await a.page.locator('#text').fill('one\ntwo\nthree\nfour');
+  const four = await measure();
+  t.ok(four.scroll <= four.client, `all four lines show (${four.client} px for ${four.scroll} px of text)`);
+  t.ok(four.client >= 4 * four.line, 'the box is four lines tall');
+  await a.page.locator('#text').fill(Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n'));
+  const many = await measure();
+  t.ok(many.client < 8 * many.line, 'a long draft scrolls inside a box of bounded height');
+  await a.page.locator('#text').press('Enter');
+  await a.page.locator('#log li[data-from="me"]').waitFor();
+  t.equal((await measure()).client, empty.client, 'back to one line after sending');
+});
