@@ -1,13 +1,16 @@
 /**
- * The details that make the page feel finished: bubbles fit their text, and
- * the message box grows with the draft.
+ * The details that make the page feel finished: bubbles fit their text, the
+ * message box grows with the draft, focus follows the screen, and Enter works
+ * in the interests field.
  */
 import t from 'tap';
-import { launchBrowser, matchedPages, send } from './fixtures/browser.js';
+import { launchBrowser, matchedPages, openPage, send, waitForStatus } from './fixtures/browser.js';
 import { startTestServer } from './fixtures/server.js';
 
 const browser = await launchBrowser();
 t.teardown(() => browser.close());
+
+const activeId = (p: { page: import('playwright-core').Page }) => p.page.evaluate('document.activeElement.id');
 
 interface Box {
   left: number;
@@ -61,4 +64,35 @@ t.test('the message box grows with the draft, up to a limit, and shrinks after s
   await a.page.locator('#text').press('Enter');
   await a.page.locator('#log li[data-from="me"]').waitFor();
   t.equal((await measure()).client, empty.client, 'back to one line after sending');
+});
+
+t.test('focus lands on the new screen, never on the page body', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const a = await openPage(browser, `${srv.http}/`);
+  await waitForStatus(a.page, 'Connected');
+  await a.page.locator('#start').focus();
+  await a.page.keyboard.press('Enter');
+  await waitForStatus(a.page, 'Looking');
+  t.equal(await activeId(a), 'waiting-title', 'after Start, focus is on what the page now says');
+  await a.page.keyboard.press('Tab');
+  t.equal(await activeId(a), 'cancel', 'and the next Tab reaches Cancel');
+  await a.page.keyboard.press('Enter');
+  await waitForStatus(a.page, 'Connected');
+  t.equal(await activeId(a), 'start', 'after Cancel, focus is on Start');
+  await a.page.locator('#invite').focus();
+  await a.page.keyboard.press('Enter');
+  await waitForStatus(a.page, 'Waiting for your friend');
+  t.equal(await activeId(a), 'waiting-title', 'after Invite, too');
+});
+
+t.test('Enter in the interests field starts looking', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const a = await openPage(browser, `${srv.http}/`);
+  await waitForStatus(a.page, 'Connected');
+  await a.page.locator('#interests').fill('chess, go');
+  await a.page.locator('#interests').press('Enter');
+  await waitForStatus(a.page, 'Looking', 2000);
+  t.equal(await a.page.locator('#waiting-title').innerText(), 'Looking for someone into chess, go…');
 });

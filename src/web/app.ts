@@ -689,6 +689,12 @@ class ChatApp {
         () => {},
       );
     });
+    v.interests.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.isComposing) {
+        e.preventDefault();
+        this.#find();
+      }
+    });
     v.composer.addEventListener('submit', (e) => {
       e.preventDefault();
       this.#send();

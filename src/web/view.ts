@@ -83,6 +83,13 @@ export class View {
   readonly #homeNote = byId('home-note');
   readonly #tools = ['next', 'leave', 'block', 'report'].map((id) => byId<HTMLButtonElement>(id));
   readonly #screens: Record<Screen, HTMLElement> = { home: byId('home'), waiting: byId('waiting'), chat: byId('chat') };
+  /** Where focus goes when a screen replaces the one that held it. */
+  readonly #landing: Record<Screen, HTMLElement> = {
+    home: byId('start'),
+    waiting: this.waitingTitle,
+    chat: this.text,
+  };
+  #screen: Screen | null = null;
   #author = 'Stranger';
 
   setStatus(text: string, tone: Tone): void {
@@ -91,8 +98,13 @@ export class View {
   }
 
   show(screen: Screen): void {
+    const previous = this.#screen;
+    this.#screen = screen;
     for (const [name, el] of Object.entries(this.#screens)) el.hidden = name !== screen;
     document.body.dataset.screen = screen;
+    // The button that was pressed may have just been hidden: focus would fall to <body>.
+    if (previous !== null && previous !== screen && !this.#screens[screen].contains(document.activeElement))
+      this.#landing[screen].focus();
   }
 
   waiting(title: string, inviteLink: string | null): void {
