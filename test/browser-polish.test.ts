@@ -1,7 +1,7 @@
 /**
  * The details that make the page feel finished: bubbles fit their text, the
- * message box grows with the draft, focus follows the screen, and Enter works
- * in the interests field.
+ * message box grows with the draft, focus follows the screen, Enter works in
+ * the interests field, and the invite's "Copied" is for that invite only.
  */
 import t from 'tap';
 import { launchBrowser, matchedPages, openPage, send, waitForStatus } from './fixtures/browser.js';
@@ -95,4 +95,24 @@ t.test('Enter in the interests field starts looking', async (t) => {
   await a.page.locator('#interests').press('Enter');
   await waitForStatus(a.page, 'Looking', 2000);
   t.equal(await a.page.locator('#waiting-title').innerText(), 'Looking for someone into chess, go…');
+});
+
+t.test('"Copied" belongs to the invite that was copied, not to the next one', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const a = await openPage(browser, `${srv.http}/`, {
+    prepare: (page) => page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.http }),
+  });
+  await waitForStatus(a.page, 'Connected');
+  await a.page.locator('#invite').click();
+  await waitForStatus(a.page, 'Waiting for your friend');
+  const first = await a.page.locator('#invite-link').inputValue();
+  await a.page.locator('#copy').click();
+  await a.page.locator('#copy', { hasText: 'Copied' }).waitFor();
+  t.equal(await a.page.evaluate('navigator.clipboard.readText()'), first, 'the link is on the clipboard');
+  await a.page.locator('#cancel').click();
+  await a.page.locator('#invite').click();
+  await waitForStatus(a.page, 'Waiting for your friend');
+  t.not(await a.page.locator('#invite-link').inputValue(), first, 'a new link');
+  t.equal(await a.page.locator('#copy').innerText(), 'Copy', 'not copied yet');
 });

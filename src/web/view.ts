@@ -72,6 +72,7 @@ export class View {
   readonly waitingTitle = byId('waiting-title');
   readonly inviteBox = byId('invite-box');
   readonly inviteLink = byId<HTMLInputElement>('invite-link');
+  readonly copy = byId<HTMLButtonElement>('copy');
   readonly safety = byId('safety');
   /** The scrolling region (role=log) around the list of messages. */
   readonly log = byId('log');
@@ -110,6 +111,8 @@ export class View {
   waiting(title: string, inviteLink: string | null): void {
     this.waitingTitle.textContent = title;
     this.inviteBox.hidden = inviteLink === null;
+    // A new link has not been copied yet.
+    if (this.inviteLink.value !== (inviteLink ?? '')) this.copy.textContent = 'Copy';
     this.inviteLink.value = inviteLink ?? '';
     this.show('waiting');
   }
