@@ -1,7 +1,9 @@
 /**
  * The details that make the page feel finished: bubbles fit their text, the
  * message box grows with the draft, focus follows the screen, Enter works in
- * the interests field, and the invite's "Copied" is for that invite only.
+ * the interests field, the invite's "Copied" is for that invite only, Next
+ * asks before it acts and does not look like Send, and a finished chat shows
+ * no dead buttons.
  */
 import t from 'tap';
 import { launchBrowser, matchedPages, openPage, send, waitForStatus } from './fixtures/browser.js';
@@ -11,6 +13,8 @@ const browser = await launchBrowser();
 t.teardown(() => browser.close());
 
 const activeId = (p: { page: import('playwright-core').Page }) => p.page.evaluate('document.activeElement.id');
+const background = (p: { page: import('playwright-core').Page }, id: string) =>
+  p.page.evaluate(`getComputedStyle(document.getElementById(${JSON.stringify(id)})).backgroundColor`);
 
 interface Box {
   left: number;
@@ -115,4 +119,48 @@ t.test('"Copied" belongs to the invite that was copied, not to the next one', as
   await waitForStatus(a.page, 'Waiting for your friend');
   t.not(await a.page.locator('#invite-link').inputValue(), first, 'a new link');
   t.equal(await a.page.locator('#copy').innerText(), 'Copy', 'not copied yet');
+});
+
+t.test('Next asks once before it acts, and neither it nor Block or Report looks like Send', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const [a, b] = await matchedPages(browser, `${srv.http}/`);
+  const sendButton = await background(a, 'send');
+  for (const id of ['next', 'leave', 'block', 'report'])
+    t.not(await background(a, id), sendButton, `${id} is not styled like Send`);
+
+  await a.page.clock.install();
+  const next = a.page.locator('#next');
+  await next.click();
+  t.equal(await next.innerText(), 'Sure? Next', 'the first press only asks');
+  t.match(await a.page.locator('#announce').innerText(), /Press Next again/, 'and says so to screen readers');
+  t.notOk(
+    a.sent.some((f) => f.includes('"leave"')),
+    'nothing was sent',
+  );
+  await a.page.clock.fastForward(4_100);
+  t.equal(await next.innerText(), 'Next', 'unconfirmed, it goes back after a few seconds');
+  t.match(await a.page.locator('#status').innerText(), /end-to-end encrypted/, 'still chatting');
+
+  // With the keyboard: Enter arms, Enter again leaves and looks for someone new.
+  await next.focus();
+  await a.page.keyboard.press('Enter');
+  t.equal(await next.innerText(), 'Sure? Next');
+  await a.page.keyboard.press('Enter');
+  await waitForStatus(a.page, 'Looking');
+  await b.page.locator('#log .notice', { hasText: 'The stranger left the chat.' }).waitFor();
+  t.equal(await activeId(a), 'waiting-title', 'focus follows to the waiting screen');
+});
+
+t.test('once a chat is over its buttons are gone, not just disabled', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const [a, b] = await matchedPages(browser, `${srv.http}/`);
+  await b.page.locator('#leave').click();
+  await waitForStatus(a.page, 'Chat over');
+  for (const p of [a, b]) {
+    for (const id of ['next', 'leave', 'block', 'report'])
+      t.ok(await p.page.locator(`#${id}`).isHidden(), `${id} is gone`);
+    t.ok(await p.page.locator('#again').isVisible(), 'New chat is offered instead');
+  }
 });

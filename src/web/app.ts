@@ -29,6 +29,8 @@ const TYPING_IDLE_MS = 4_000;
 const TYPING_SHOWN_MS = 6_000;
 /** After `draining`, each page reconnects at a random moment in this span, so they do not all come back at once. */
 const DRAIN_JITTER_MS = 3_000;
+/** How long a first press of Next waits for the second. */
+const NEXT_ARMED_MS = 4_000;
 const PREFS_KEY = 'anon-chat.prefs';
 const DEFAULT_MAX_MESSAGE_BYTES = 4096;
 
@@ -128,6 +130,8 @@ class ChatApp {
   #typingSentAt = 0;
   #typingStop: ReturnType<typeof setTimeout> | undefined;
   #typingShown: ReturnType<typeof setTimeout> | undefined;
+  /** Set while Next waits for its confirming second press. */
+  #nextArmed: ReturnType<typeof setTimeout> | undefined;
 
   constructor() {
     const url = new URL('ws', location.href);
@@ -671,6 +675,12 @@ class ChatApp {
     click('invite', (b) => void this.#invite(b));
     click('cancel', () => this.#cancelWaiting());
     click('next', () => {
+      // Next ends a chat for good, so it asks once: the first press arms it, a second one within a few seconds acts.
+      if (this.#nextArmed === undefined) {
+        this.#nextArmed = setTimeout(() => this.#disarmNext(), NEXT_ARMED_MS);
+        return v.armNext(true);
+      }
+      this.#disarmNext();
       if (this.#chatId) this.#left.set(this.#chatId, 'leave');
       this.#client.send({ type: 'leave' });
       this.#dropChat();
@@ -752,6 +762,12 @@ class ChatApp {
     });
   }
 
+  #disarmNext(): void {
+    clearTimeout(this.#nextArmed);
+    this.#nextArmed = undefined;
+    this.#view.armNext(false);
+  }
+
   #render(): void {
     const [text, tone] = this.#statusLine();
     this.#view.setStatus(text, tone);
@@ -774,7 +790,8 @@ class ChatApp {
     } else this.#view.show(screen);
     const canAct = this.#phase === 'chatting' && this.#link === 'online';
     if (this.#link === 'fatal') this.#view.chatOpen(false);
-    this.#view.chatTools(canAct);
+    if (!canAct) this.#disarmNext();
+    this.#view.chatTools(this.#phase === 'chatting' && this.#link !== 'fatal', canAct);
   }
 
   #statusLine(): [string, Tone] {

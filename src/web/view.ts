@@ -81,7 +81,10 @@ export class View {
   readonly composer = byId<HTMLFormElement>('composer');
   readonly text = byId<HTMLTextAreaElement>('text');
   readonly over = byId('over');
+  readonly next = byId<HTMLButtonElement>('next');
   readonly #homeNote = byId('home-note');
+  readonly #announce = byId('announce');
+  readonly #toolsRow = byId('tools');
   readonly #tools = ['next', 'leave', 'block', 'report'].map((id) => byId<HTMLButtonElement>(id));
   readonly #screens: Record<Screen, HTMLElement> = { home: byId('home'), waiting: byId('waiting'), chat: byId('chat') };
   /** Where focus goes when a screen replaces the one that held it. */
@@ -129,9 +132,29 @@ export class View {
     this.#homeNote.hidden = !text;
   }
 
-  /** Next, Leave, Block and Report act only in an open chat on a live connection. */
-  chatTools(enabled: boolean): void {
+  /** Next, Leave, Block and Report: shown while a chat is open, usable only on a live connection. */
+  chatTools(shown: boolean, enabled: boolean): void {
+    this.#toolsRow.hidden = !shown;
     for (const button of this.#tools) button.disabled = !enabled;
+  }
+
+  /** How messages from the other side are attributed for screen readers, and who "is typing". */
+  setPartner(author: string): void {
+    this.#author = author;
+    this.typing.textContent = `${author} is typing…`;
+  }
+
+  /** Next asks once before it acts: the first press arms it, the second leaves. */
+  armNext(armed: boolean): void {
+    if (this.next.classList.contains('armed') === armed) return;
+    this.next.classList.toggle('armed', armed);
+    this.next.textContent = armed ? 'Sure? Next' : 'Next';
+    this.announce(armed ? 'Press Next again to leave this chat and meet someone new.' : '');
+  }
+
+  /** Says something to screen readers only. */
+  announce(text: string): void {
+    this.#announce.textContent = text;
   }
 
   /** The message box grows with its text (up to its CSS max-height, then it scrolls). */
@@ -156,12 +179,6 @@ export class View {
       c.id = 'safety-code';
       this.safety.append(c, ' (compare it with your partner to rule out a middleman)');
     }
-  }
-
-  /** How messages from the other side are attributed for screen readers, and who "is typing". */
-  setPartner(author: string): void {
-    this.#author = author;
-    this.typing.textContent = `${author} is typing…`;
   }
 
   setTyping(on: boolean): void {
