@@ -83,6 +83,9 @@ t.test('Next leaves and finds someone new; the one left behind is told', async (
   const [a, b] = await matchedPages(browser, `${srv.http}/`);
   // Last words right before leaving still arrive, before the "left" notice.
   await send(a.page, 'last words');
+  // The first press asks ("Sure? Next"), the second acts.
+  await a.page.locator('#next').click();
+  await a.page.locator('#next', { hasText: 'Sure?' }).waitFor();
   await a.page.locator('#next').click();
   await waitForStatus(a.page, 'Looking');
   await b.page.locator('#log .notice', { hasText: 'The stranger left the chat.' }).waitFor();

@@ -55,7 +55,7 @@ t.test('a raw peer sees only ciphertext and derives the same safety code', async
   await a.page.locator('#log li[data-from="them"]', { hasText: 'after a gap' }).waitFor();
   t.equal(
     await a.page.locator('#log .notice').filter({ hasText: 'went missing' }).innerText(),
-    '2 messages from the stranger went missing.',
+    '2 messages from your friend went missing.',
     'the altered one and the skipped one',
   );
   // Plaintext is shown, but flagged.

@@ -99,3 +99,57 @@ t.test('after a server restart the page says the chat is over and offers a new o
   await a.page.locator('#log li[data-from="them"]', { hasText: 'new chat on the new server' }).waitFor();
   t.same(await messages(a.page, 'them'), ['new chat on the new server']);
 });
+
+t.test('going offline is noticed at once; messages typed meanwhile wait; back online it resumes at once', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const [a, b] = await matchedPages(browser, `${srv.http}/`);
+  await send(a.page, 'before');
+  await b.page.locator('#log li[data-from="them"]', { hasText: 'before' }).waitFor();
+
+  await a.context.setOffline(true);
+  // The heartbeat alone would take up to 28 s to notice; the browser's offline event is immediate.
+  await waitForStatus(a.page, 'Offline. Waiting for the network…', 1000);
+  t.ok(await a.page.locator('#leave').isDisabled(), 'chat actions wait for the network');
+  await send(a.page, 'typed offline');
+  const typed = a.page.locator('#log li[data-from="me"]').last();
+  t.equal(await typed.getAttribute('data-status'), 'queued');
+  t.match(await typed.locator('.meta').innerText(), /Waiting for connection$/, 'as the README promises');
+  await send(b.page, 'while a was offline');
+  await b.page.locator('#log li[data-from="me"][data-status="sent"]').last().waitFor();
+
+  await a.context.setOffline(false);
+  await waitForStatus(a.page, 'end-to-end encrypted', 2000);
+  await b.page.locator('#log li[data-from="them"]', { hasText: 'typed offline' }).waitFor();
+  await a.page.locator('#log li[data-from="them"]', { hasText: 'while a was offline' }).waitFor();
+  await typed.and(a.page.locator('[data-status="read"]')).waitFor();
+  t.same(await messages(b.page, 'them'), ['before', 'typed offline'], 'sent once the network is back, once');
+  t.same(await messages(a.page, 'them'), ['while a was offline']);
+  t.equal(await a.page.locator('#log .notice', { hasText: 'over' }).count(), 0, 'the chat never ended');
+});
+
+t.test('when the server drains, the page says so and moves to another server before the old one closes', async (t) => {
+  const first = await startTestServer();
+  const proxy = await TcpProxy.start(first.server.port);
+  t.teardown(() => {
+    proxy.close();
+    first.close();
+  });
+  const [a, b] = await matchedPages(browser, `${proxy.http}/`);
+  // New connections now reach a second server; the first one keeps its sockets open until the test ends.
+  const second = await startTestServer();
+  t.teardown(second.close);
+  proxy.retarget(second.server.port);
+  first.server.beginDrain();
+  for (const p of [a, b]) await waitForStatus(p.page, 'The server is restarting; reconnecting…', 1000);
+  // Each page reconnects after its own random 0–3 s delay; the second server does not know their chat.
+  for (const p of [a, b])
+    await p.page.locator('#log .notice', { hasText: 'This chat is over' }).waitFor({ timeout: 6000 });
+  t.equal(second.server.relay.connections, 2, 'both pages are on the second server');
+  t.ok(first.server.draining, 'while the first one was still draining, not closed');
+  await a.page.locator('#again').click();
+  await b.page.locator('#again').click();
+  await waitForStatus(a.page, 'end-to-end encrypted');
+  await send(a.page, 'hello on the second server');
+  await b.page.locator('#log li[data-from="them"]', { hasText: 'second server' }).waitFor();
+});

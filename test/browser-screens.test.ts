@@ -1,13 +1,22 @@
 /**
  * Keyboard-only use, background notifications and read receipts, the typing
- * switch, and screenshots of the main states at desktop and phone size in
+ * switch, and screenshots of the main states at 320 px, 390 px and 1280 px in
  * light and dark (written to $SCREENSHOT_DIR, default test-output/screenshots;
  * `npm run screenshots` refreshes the committed set in docs/screenshots).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { DESKTOP, launchBrowser, matchedPages, openPage, PHONE, send, waitForStatus } from './fixtures/browser.js';
+import {
+  DESKTOP,
+  launchBrowser,
+  matchedPages,
+  openPage,
+  PHONE,
+  SMALL_PHONE,
+  send,
+  waitForStatus,
+} from './fixtures/browser.js';
 import { startTestServer } from './fixtures/server.js';
 import { TcpProxy } from './fixtures/tcp-proxy.js';
 
@@ -82,9 +91,14 @@ t.test('typing indicators can be switched off, both ways', async (t) => {
   t.notOk(await reloaded.locator('#pref-typing').isChecked(), 'the choice is remembered');
 });
 
-for (const viewport of [DESKTOP, PHONE])
+const SIZES = [
+  ['phone-320', SMALL_PHONE],
+  ['phone-390', PHONE],
+  ['desktop-1280', DESKTOP],
+] as const;
+
+for (const [size, viewport] of SIZES)
   for (const colorScheme of ['light', 'dark'] as const) {
-    const size = viewport === DESKTOP ? 'desktop' : 'phone';
     t.test(`screenshots: ${size}, ${colorScheme}`, async (t) => {
       const srv = await startTestServer();
       const proxy = await TcpProxy.start(srv.server.port);
@@ -103,6 +117,12 @@ for (const viewport of [DESKTOP, PHONE])
       await a.page.locator('#start').click();
       await waitForStatus(a.page, 'Looking');
       await shot(a.page, '2-looking');
+      // The invite screen, with its link, on b's page (b has not looked for anyone yet).
+      await b.page.locator('#invite').click();
+      await waitForStatus(b.page, 'Waiting for your friend');
+      await shot(b.page, '2-inviting');
+      await b.page.locator('#cancel').click();
+      await waitForStatus(b.page, 'Connected');
       await b.page.locator('#start').click();
       await waitForStatus(a.page, 'end-to-end encrypted');
       await send(b.page, 'hi! anyone into chess here?');
@@ -120,6 +140,7 @@ for (const viewport of [DESKTOP, PHONE])
       await shot(a.page, '4-reconnecting');
       proxy.refuse(false);
       await waitForStatus(a.page, 'end-to-end encrypted', 20_000);
+      await a.page.locator('#log li[data-from="me"][data-status="read"]').nth(1).waitFor();
       await b.page.locator('#leave').click();
       await waitForStatus(a.page, 'Chat over');
       await shot(a.page, '5-chat-over');

@@ -12,6 +12,7 @@ import {
   type ErrorFrame,
   type IncomingMsgFrame,
   type Limits,
+  type PairedVia,
   type ServerFrame,
   utf8Length,
   type WelcomeFrame,
@@ -26,19 +27,51 @@ const PONG_TIMEOUT_MS = 8_000;
 const TYPING_REFRESH_MS = 3_000;
 const TYPING_IDLE_MS = 4_000;
 const TYPING_SHOWN_MS = 6_000;
+/** After `draining`, each page reconnects at a random moment in this span, so they do not all come back at once. */
+const DRAIN_JITTER_MS = 3_000;
+/** How long a first press of Next waits for the second. */
+const NEXT_ARMED_MS = 4_000;
 const PREFS_KEY = 'anon-chat.prefs';
 const DEFAULT_MAX_MESSAGE_BYTES = 4096;
 
 type Phase = 'home' | 'looking' | 'inviting' | 'joining' | 'chatting' | 'ended';
 type Link = 'connecting' | 'online' | 'reconnecting' | 'offline' | 'fatal';
 
-const END_TEXT: Record<EndReason, string> = {
-  you_left: 'You left the chat.',
-  partner_left: 'The stranger left the chat.',
-  partner_gone: 'The stranger lost their connection and did not come back.',
-  you_reported: 'You reported this stranger. You will not be matched with them again.',
-  you_blocked: 'You blocked this stranger. You will not be matched with them again.',
+/** How every text names the other person: a stranger met at random, or the friend an invite paired. */
+interface Partner {
+  a: string;
+  the: string;
+  The: string;
+  this: string;
+  /** Who a message is from, for screen readers. */
+  author: string;
+}
+const STRANGER: Partner = {
+  a: 'a stranger',
+  the: 'the stranger',
+  The: 'The stranger',
+  this: 'this stranger',
+  author: 'Stranger',
 };
+const FRIEND: Partner = {
+  a: 'your friend',
+  the: 'your friend',
+  The: 'Your friend',
+  this: 'your friend',
+  author: 'Your friend',
+};
+
+const END_TEXT: Record<EndReason, (p: Partner) => string> = {
+  you_left: () => 'You left the chat.',
+  partner_left: (p) => `${p.The} left the chat.`,
+  partner_gone: (p) => `${p.The} lost their connection and did not come back.`,
+  you_reported: (p) => `You reported ${p.this}. You will not be matched with them again.`,
+  you_blocked: (p) => `You blocked ${p.this}. You will not be matched with them again.`,
+};
+
+/** Invite codes compare without case, spaces or dashes, as the relay reads them. */
+const sameCode = (a: string, b: string) =>
+  a.replace(/[\s-]/g, '').toUpperCase() === b.replace(/[\s-]/g, '').toUpperCase();
 
 const OPEN_FAILURE: Record<Extract<OpenResult, { ok: false }>['reason'], string> = {
   tampered: 'It was altered on the way, so it was discarded.',
@@ -63,6 +96,8 @@ class ChatApp {
   #link: Link = 'connecting';
   #fatal = '';
   #welcomed = false;
+  /** The relay said it is going away; until the next welcome the status says so. */
+  #draining = false;
   #limits: Limits | null = null;
   #resumeWindowMs = 0;
   #interests: string[] = [];
@@ -71,6 +106,7 @@ class ChatApp {
   readonly #left = new Map<string, 'leave' | 'block' | 'report'>();
   // ---- per chat
   #chatId: string | null = null;
+  #partner = STRANGER;
   #partnerAway = false;
   #cipher: Promise<ChatCipher> | null = null;
   #keysReady = false;
@@ -94,6 +130,8 @@ class ChatApp {
   #typingSentAt = 0;
   #typingStop: ReturnType<typeof setTimeout> | undefined;
   #typingShown: ReturnType<typeof setTimeout> | undefined;
+  /** Set while Next waits for its confirming second press. */
+  #nextArmed: ReturnType<typeof setTimeout> | undefined;
 
   constructor() {
     const url = new URL('ws', location.href);
@@ -122,7 +160,9 @@ class ChatApp {
     // Take the code out of the address bar so it is not bookmarked or shared by accident.
     history.replaceState(null, '', location.pathname);
     if (this.#phase === 'chatting') return;
-    if (this.#phase === 'looking' || this.#phase === 'inviting') this.#client.send({ type: 'cancel' });
+    // One wait at a time: leave the queue or the other invite before joining this one (the relay keeps the order).
+    if (this.#phase === 'looking' || this.#phase === 'inviting' || this.#phase === 'joining')
+      this.#client.send({ type: 'cancel' });
     this.#inviteCode = code;
     this.#phase = 'joining';
     this.#client.send({ type: 'join', code });
@@ -134,7 +174,7 @@ class ChatApp {
   #connect(): void {
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#connectTimer);
-    this.#setLink(this.#welcomed ? 'reconnecting' : 'connecting');
+    this.#setLink(this.#waitingLink());
     // A connection that never completes (a dead Wi-Fi, a black-holed proxy) is abandoned and retried.
     this.#connectTimer = setTimeout(() => this.#scheduleReconnect(), CONNECT_TIMEOUT_MS);
     try {
@@ -145,9 +185,7 @@ class ChatApp {
   }
 
   #onClosed(code: number): void {
-    this.#stopHeartbeat();
-    this.#view.setTyping(false);
-    for (const m of this.#mine.values()) if (m.view.status === 'sending') m.view.set('queued');
+    this.#linkLost();
     if (code === 4426) return this.#fail('This page is out of date. Reload it to keep chatting.');
     if (code === 4409) return this.#fail('This chat continued in another window.');
     this.#scheduleReconnect();
@@ -159,7 +197,39 @@ class ChatApp {
     clearTimeout(this.#connectTimer);
     const delay = backoffDelay(this.#attempt++, RECONNECT);
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
-    this.#setLink(navigator.onLine === false ? 'offline' : 'reconnecting');
+    this.#setLink(this.#waitingLink());
+  }
+
+  /** What the status says while there is no live connection. */
+  #waitingLink(): Link {
+    if (navigator.onLine === false) return 'offline';
+    return this.#welcomed ? 'reconnecting' : 'connecting';
+  }
+
+  /** The socket is gone (or given up on): what was on its way waits for the next one. */
+  #linkLost(): void {
+    this.#stopHeartbeat();
+    this.#view.setTyping(false);
+    for (const m of this.#mine.values()) if (m.view.status === 'sending') m.view.set('queued');
+  }
+
+  /**
+   * The browser says the network is gone: do not wait for the heartbeat to find out. A close without a
+   * code is what the relay treats as a network drop, so the session waits for the resume.
+   */
+  #wentOffline(): void {
+    if (this.#link === 'fatal') return;
+    this.#client.drop();
+    this.#linkLost();
+    this.#scheduleReconnect();
+  }
+
+  /** The relay is restarting: reconnect before it closes the socket, each page after its own random delay. */
+  #onDraining(): void {
+    this.#draining = true;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#connect(), Math.random() * DRAIN_JITTER_MS);
+    this.#render();
   }
 
   #fail(message: string): void {
@@ -198,6 +268,9 @@ class ChatApp {
         return this.#onWelcome(frame);
       case 'queued':
         if (frame.invite) {
+          // A late answer for an invite this page has since cancelled or left for another is not news.
+          if (!this.#inviteCode || !sameCode(frame.invite, this.#inviteCode)) return;
+          if (this.#phase !== 'joining' && this.#phase !== 'inviting') return;
           this.#inviteCode = frame.invite;
           this.#phase = 'inviting';
         }
@@ -205,13 +278,13 @@ class ChatApp {
       case 'cancelled':
         return;
       case 'matched':
-        return this.#beginChat(frame.chat, frame.interests);
+        return this.#beginChat(frame.chat, frame.interests, frame.via);
       case 'msg':
         return this.#inOrder((chatId) => this.#receive(frame, chatId));
       case 'gap':
         return this.#inOrder(async () => {
           this.#view.notice(
-            `${plural(frame.to - frame.from + 1, 'message')} from the stranger could not be kept for you while you were away.`,
+            `${plural(frame.to - frame.from + 1, 'message')} from ${this.#partner.the} could not be kept for you while you were away.`,
           );
         });
       case 'sent': {
@@ -239,7 +312,7 @@ class ChatApp {
         return this.#inOrder(async () => {
           // Endings I caused were already shown when I clicked.
           if (frame.reason.startsWith('you_') && this.#phase !== 'chatting') return;
-          this.#endChat(END_TEXT[frame.reason]);
+          this.#endChat(END_TEXT[frame.reason](this.#partner));
         });
       case 'error':
         return this.#onError(frame);
@@ -248,7 +321,7 @@ class ChatApp {
         this.#pongTimer = undefined;
         return;
       case 'draining':
-        return;
+        return this.#onDraining();
     }
   }
 
@@ -258,6 +331,7 @@ class ChatApp {
     clearTimeout(this.#retryTimer);
     this.#attempt = 0;
     this.#welcomed = true;
+    this.#draining = false;
     this.#limits = w.limits;
     this.#resumeWindowMs = w.resumeWindowMs;
     this.#stopHeartbeat();
@@ -284,7 +358,7 @@ class ChatApp {
     } else if (w.resumed && w.chat && w.chat.id !== this.#chatId) {
       // The server paired me while my socket was silently dead: the `matched` frame never arrived.
       this.#dropChat();
-      this.#beginChat(w.chat.id, w.chat.interests);
+      this.#beginChat(w.chat.id, w.chat.interests, w.chat.via);
     }
     if (serverState === 'idle') {
       // I was waiting when the link dropped; the server forgot that, I did not.
@@ -297,16 +371,19 @@ class ChatApp {
 
   #onError(f: ErrorFrame): void {
     if (f.id !== undefined) {
-      const id = f.id;
-      const mine = this.#mine.get(id);
-      if (!mine) return;
-      // The typed client sends it again, in order, once the hint has passed.
-      if (f.code === 'rate_limited') return;
-      this.#client.discard(id);
+      const mine = this.#mine.get(f.id);
+      // Refused for rate: the typed client holds its outbox and sends it again, in order, once it may.
+      if (!mine || f.code === 'rate_limited') return;
+      this.#client.discard(f.id);
       mine.view.set('failed', `Not sent: ${f.message}`);
       return;
     }
     switch (f.code) {
+      case 'rate_limited':
+        // A typing signal or a receipt was dropped. Typing is refreshed anyway; the read receipt is said again.
+        this.#readSent = 0;
+        setTimeout(() => this.#markRead(), f.retryAfterMs ?? 1000);
+        return;
       case 'queue_full':
         setTimeout(() => {
           if (this.#phase === 'looking') this.#sendFind();
@@ -361,6 +438,8 @@ class ChatApp {
         return this.#goHome(`Too many invites from here. Try again in ${res.headers.get('retry-after') ?? '60'} s.`);
       if (!res.ok) return this.#goHome('Could not create an invite right now. Try again in a moment.');
       const { code } = (await res.json()) as { code: string };
+      // An invite link was followed meanwhile: that wait wins.
+      if (this.#phase !== 'home') return;
       this.#inviteCode = code;
       this.#phase = 'inviting';
       this.#client.send({ type: 'join', code });
@@ -386,9 +465,11 @@ class ChatApp {
 
   // ---- one chat --------------------------------------------------------------
 
-  #beginChat(chatId: string, interests: string[]): void {
+  #beginChat(chatId: string, interests: string[], via: PairedVia): void {
     this.#phase = 'chatting';
     this.#chatId = chatId;
+    this.#partner = via === 'invite' ? FRIEND : STRANGER;
+    this.#view.setPartner(this.#partner.author);
     this.#inviteCode = null;
     this.#partnerAway = false;
     this.#keysReady = false;
@@ -398,8 +479,8 @@ class ChatApp {
     this.#view.clearLog();
     this.#view.notice(
       interests.length > 0
-        ? `You are chatting with a stranger who also likes ${interests.join(', ')}. Say hi!`
-        : 'You are chatting with a stranger. Say hi!',
+        ? `You are chatting with ${this.#partner.a} who also likes ${interests.join(', ')}. Say hi!`
+        : `You are chatting with ${this.#partner.a}. Say hi!`,
     );
     this.#view.chatOpen(true);
     this.#render();
@@ -429,7 +510,9 @@ class ChatApp {
       const ok = await cipher.accept(f.body, chatId);
       if (this.#chatId !== chatId) return;
       if (!ok)
-        this.#view.notice('The stranger sent an invalid or changed encryption key. Do not trust this chat; leave it.');
+        this.#view.notice(
+          `${this.#partner.The} sent an invalid or changed encryption key. Do not trust this chat; leave it.`,
+        );
       else if (!this.#keysReady) {
         this.#keysReady = true;
         this.#view.setSafety(cipher.safetyCode);
@@ -443,7 +526,8 @@ class ChatApp {
       if (this.#chatId !== chatId) return;
       if (!opened.ok) this.#view.failed(OPEN_FAILURE[opened.reason]);
       else {
-        if (opened.missed > 0) this.#view.notice(`${plural(opened.missed, 'message')} from the stranger went missing.`);
+        if (opened.missed > 0)
+          this.#view.notice(`${plural(opened.missed, 'message')} from ${this.#partner.the} went missing.`);
         this.#view.theirs(opened.text, f.ts);
       }
     } else this.#view.theirs(f.body, f.ts, 'not encrypted');
@@ -470,10 +554,13 @@ class ChatApp {
       return;
     }
     this.#view.text.value = '';
-    this.#stopTyping();
+    this.#view.fitText();
+    // No "typing off" here: the message itself tells the other page to hide the indicator.
+    clearTimeout(this.#typingStop);
+    this.#typingSentAt = 0;
     const view = this.#view.own(text, this.#keysReady && this.#client.connected ? 'sending' : 'queued');
     if (!this.#keysReady) {
-      if (this.#client.connected) view.set('queued', "Waiting for the stranger's key");
+      if (this.#client.connected) view.set('queued', `Waiting for ${this.#partner.the}'s key`);
       this.#pending.push({ view, text });
       return;
     }
@@ -543,7 +630,7 @@ class ChatApp {
   #leave(frame: 'leave' | 'block' | 'report', reason: EndReason): void {
     if (this.#chatId) this.#left.set(this.#chatId, frame);
     this.#client.send({ type: frame });
-    this.#endChat(END_TEXT[reason]);
+    this.#endChat(END_TEXT[reason](this.#partner));
   }
 
   // ---- typing ------------------------------------------------------------------
@@ -588,6 +675,12 @@ class ChatApp {
     click('invite', (b) => void this.#invite(b));
     click('cancel', () => this.#cancelWaiting());
     click('next', () => {
+      // Next ends a chat for good, so it asks once: the first press arms it, a second one within a few seconds acts.
+      if (this.#nextArmed === undefined) {
+        this.#nextArmed = setTimeout(() => this.#disarmNext(), NEXT_ARMED_MS);
+        return v.armNext(true);
+      }
+      this.#disarmNext();
       if (this.#chatId) this.#left.set(this.#chatId, 'leave');
       this.#client.send({ type: 'leave' });
       this.#dropChat();
@@ -606,6 +699,12 @@ class ChatApp {
         () => {},
       );
     });
+    v.interests.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.isComposing) {
+        e.preventDefault();
+        this.#find();
+      }
+    });
     v.composer.addEventListener('submit', (e) => {
       e.preventDefault();
       this.#send();
@@ -617,7 +716,10 @@ class ChatApp {
         this.#send();
       }
     });
-    v.text.addEventListener('input', () => this.#onInput());
+    v.text.addEventListener('input', () => {
+      v.fitText();
+      this.#onInput();
+    });
     v.text.addEventListener('blur', () => this.#stopTyping());
     v.prefTyping.addEventListener('change', () => {
       savePrefs({ typing: v.prefTyping.checked });
@@ -641,10 +743,7 @@ class ChatApp {
       this.#attempt = 0;
       this.#connect();
     });
-    window.addEventListener('offline', () => {
-      if (this.#client.connected) this.#checkLink();
-      else this.#setLink('offline');
-    });
+    window.addEventListener('offline', () => this.#wentOffline());
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState !== 'visible') return;
       this.#markRead();
@@ -654,6 +753,19 @@ class ChatApp {
       // A reload starts a new identity: keys and chat live only in this page's memory.
       if (this.#phase === 'chatting') e.preventDefault();
     });
+    // The tab is closing or reloading (the browser also closes the socket with 1001): end the chat or the wait
+    // now, rather than let the partner wait out the resume window.
+    window.addEventListener('pagehide', () => {
+      if (this.#phase === 'chatting') this.#leave('leave', 'you_left');
+      else if (this.#phase === 'looking' || this.#phase === 'inviting' || this.#phase === 'joining')
+        this.#cancelWaiting();
+    });
+  }
+
+  #disarmNext(): void {
+    clearTimeout(this.#nextArmed);
+    this.#nextArmed = undefined;
+    this.#view.armNext(false);
   }
 
   #render(): void {
@@ -678,27 +790,22 @@ class ChatApp {
     } else this.#view.show(screen);
     const canAct = this.#phase === 'chatting' && this.#link === 'online';
     if (this.#link === 'fatal') this.#view.chatOpen(false);
-    this.#view.chatTools(canAct);
+    if (!canAct) this.#disarmNext();
+    this.#view.chatTools(this.#phase === 'chatting' && this.#link !== 'fatal', canAct);
   }
 
   #statusLine(): [string, Tone] {
-    switch (this.#link) {
-      case 'fatal':
-        return [this.#fatal, 'bad'];
-      case 'connecting':
-        return ['Connecting…', 'wait'];
-      case 'offline':
-        return ['Offline. Waiting for the network…', 'bad'];
-      case 'reconnecting':
-        return [
-          this.#phase === 'chatting'
-            ? 'Connection lost. Reconnecting… your messages will be sent when it is back.'
-            : 'Connection lost. Reconnecting…',
-          'wait',
-        ];
-      case 'online':
-        break;
-    }
+    if (this.#link === 'fatal') return [this.#fatal, 'bad'];
+    if (this.#link === 'offline') return ['Offline. Waiting for the network…', 'bad'];
+    if (this.#draining) return ['The server is restarting; reconnecting…', 'wait'];
+    if (this.#link === 'connecting') return ['Connecting…', 'wait'];
+    if (this.#link === 'reconnecting')
+      return [
+        this.#phase === 'chatting'
+          ? 'Connection lost. Reconnecting… your messages will be sent when it is back.'
+          : 'Connection lost. Reconnecting…',
+        'wait',
+      ];
     switch (this.#phase) {
       case 'home':
         return ['Connected', 'ok'];
@@ -711,9 +818,10 @@ class ChatApp {
       case 'ended':
         return ['Chat over', 'wait'];
       case 'chatting':
-        if (this.#partnerAway) return ['The stranger lost their connection. Waiting for them to come back…', 'wait'];
+        if (this.#partnerAway)
+          return [`${this.#partner.The} lost their connection. Waiting for them to come back…`, 'wait'];
         return this.#keysReady
-          ? ['Chatting with a stranger, end-to-end encrypted', 'ok']
+          ? [`Chatting with ${this.#partner.a}, end-to-end encrypted`, 'ok']
           : ['Setting up encryption…', 'wait'];
     }
   }

@@ -35,6 +35,13 @@ function element<K extends keyof HTMLElementTagNameMap>(
   return el;
 }
 
+/** A message bubble: who wrote it (for screen readers only; the side shows it on screen), the text, a meta line. */
+function bubble(className: string, author: string, text: string, meta: HTMLElement): HTMLLIElement {
+  const li = element('li', className);
+  li.append(element('span', 'sr', `${author}: `), element('div', 'text', text), meta);
+  return li;
+}
+
 /** One of my messages; its delivery state only moves forward (except to failed). */
 export class OwnMessage {
   status: Delivery;
@@ -65,15 +72,29 @@ export class View {
   readonly waitingTitle = byId('waiting-title');
   readonly inviteBox = byId('invite-box');
   readonly inviteLink = byId<HTMLInputElement>('invite-link');
+  readonly copy = byId<HTMLButtonElement>('copy');
   readonly safety = byId('safety');
-  readonly log = byId<HTMLOListElement>('log');
+  /** The scrolling region (role=log) around the list of messages. */
+  readonly log = byId('log');
+  readonly list = byId<HTMLOListElement>('messages');
   readonly typing = byId('typing');
   readonly composer = byId<HTMLFormElement>('composer');
   readonly text = byId<HTMLTextAreaElement>('text');
   readonly over = byId('over');
+  readonly next = byId<HTMLButtonElement>('next');
   readonly #homeNote = byId('home-note');
+  readonly #announce = byId('announce');
+  readonly #toolsRow = byId('tools');
   readonly #tools = ['next', 'leave', 'block', 'report'].map((id) => byId<HTMLButtonElement>(id));
   readonly #screens: Record<Screen, HTMLElement> = { home: byId('home'), waiting: byId('waiting'), chat: byId('chat') };
+  /** Where focus goes when a screen replaces the one that held it. */
+  readonly #landing: Record<Screen, HTMLElement> = {
+    home: byId('start'),
+    waiting: this.waitingTitle,
+    chat: this.text,
+  };
+  #screen: Screen | null = null;
+  #author = 'Stranger';
 
   setStatus(text: string, tone: Tone): void {
     if (this.status.textContent !== text) this.status.textContent = text;
@@ -81,13 +102,20 @@ export class View {
   }
 
   show(screen: Screen): void {
+    const previous = this.#screen;
+    this.#screen = screen;
     for (const [name, el] of Object.entries(this.#screens)) el.hidden = name !== screen;
     document.body.dataset.screen = screen;
+    // The button that was pressed may have just been hidden: focus would fall to <body>.
+    if (previous !== null && previous !== screen && !this.#screens[screen].contains(document.activeElement))
+      this.#landing[screen].focus();
   }
 
   waiting(title: string, inviteLink: string | null): void {
     this.waitingTitle.textContent = title;
     this.inviteBox.hidden = inviteLink === null;
+    // A new link has not been copied yet.
+    if (this.inviteLink.value !== (inviteLink ?? '')) this.copy.textContent = 'Copy';
     this.inviteLink.value = inviteLink ?? '';
     this.show('waiting');
   }
@@ -104,13 +132,40 @@ export class View {
     this.#homeNote.hidden = !text;
   }
 
-  /** Next, Leave, Block and Report act only in an open chat on a live connection. */
-  chatTools(enabled: boolean): void {
+  /** Next, Leave, Block and Report: shown while a chat is open, usable only on a live connection. */
+  chatTools(shown: boolean, enabled: boolean): void {
+    this.#toolsRow.hidden = !shown;
     for (const button of this.#tools) button.disabled = !enabled;
   }
 
+  /** How messages from the other side are attributed for screen readers, and who "is typing". */
+  setPartner(author: string): void {
+    this.#author = author;
+    this.typing.textContent = `${author} is typing…`;
+  }
+
+  /** Next asks once before it acts: the first press arms it, the second leaves. */
+  armNext(armed: boolean): void {
+    if (this.next.classList.contains('armed') === armed) return;
+    this.next.classList.toggle('armed', armed);
+    this.next.textContent = armed ? 'Sure? Next' : 'Next';
+    this.announce(armed ? 'Press Next again to leave this chat and meet someone new.' : '');
+  }
+
+  /** Says something to screen readers only. */
+  announce(text: string): void {
+    this.#announce.textContent = text;
+  }
+
+  /** The message box grows with its text (up to its CSS max-height, then it scrolls). */
+  fitText(): void {
+    const t = this.text;
+    t.style.height = 'auto';
+    if (t.value !== '') t.style.height = `${t.scrollHeight + t.offsetHeight - t.clientHeight}px`;
+  }
+
   clearLog(): void {
-    this.log.replaceChildren();
+    this.list.replaceChildren();
     this.setSafety(null);
   }
 
@@ -135,32 +190,28 @@ export class View {
   }
 
   own(text: string, status: Delivery): OwnMessage {
-    const li = element('li', 'msg');
     const meta = element('span', 'meta');
-    li.append(element('div', 'text', text), meta);
+    const li = bubble('msg', 'You', text, meta);
     this.#append(li, 'me');
     return new OwnMessage(li, meta, status);
   }
 
   theirs(text: string, ts: number, warning?: string): void {
-    const li = element('li', warning ? 'msg warn' : 'msg');
     const meta = element('span', 'meta', warning ? `${clock(ts)} · ${warning}` : clock(ts));
-    li.append(element('div', 'text', text), meta);
-    this.#append(li, 'them');
+    this.#append(bubble(warning ? 'msg warn' : 'msg', this.#author, text, meta), 'them');
   }
 
   /** A message that arrived but must not be shown as text (tampered, replayed, undecryptable). */
   failed(reason: string): void {
-    const li = element('li', 'msg bad');
-    li.append(element('div', 'text', 'A message could not be shown.'), element('span', 'meta', reason));
-    this.#append(li, 'them');
+    const meta = element('span', 'meta', reason);
+    this.#append(bubble('msg bad', this.#author, 'A message could not be shown.', meta), 'them');
   }
 
   #append(li: HTMLLIElement, from: 'me' | 'them' | 'notice'): void {
     li.dataset.from = from;
     const log = this.log;
     const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
-    log.append(li);
+    this.list.append(li);
     if (atEnd || from === 'me') li.scrollIntoView({ block: 'end' });
   }
 }
