@@ -799,13 +799,8 @@ class ChatApp {
     if (this.#link === 'offline') return ['Offline. Waiting for the network…', 'bad'];
     if (this.#draining) return ['The server is restarting; reconnecting…', 'wait'];
     if (this.#link === 'connecting') return ['Connecting…', 'wait'];
-    if (this.#link === 'reconnecting')
-      return [
-        this.#phase === 'chatting'
-          ? 'Connection lost. Reconnecting… your messages will be sent when it is back.'
-          : 'Connection lost. Reconnecting…',
-        'wait',
-      ];
+    // Short enough for one line on a 320 px phone; each waiting message says "Waiting for connection" itself.
+    if (this.#link === 'reconnecting') return ['Connection lost. Reconnecting…', 'wait'];
     switch (this.#phase) {
       case 'home':
         return ['Connected', 'ok'];
