@@ -7,7 +7,7 @@ import t from 'tap';
 import type { ServerFrame } from '../src/protocol.js';
 import { ManualClock } from './fixtures/manual-clock.js';
 import { startTestServer } from './fixtures/server.js';
-import { pairedClients, relayClient, type TestClient } from './fixtures/ws-client.js';
+import { pairedClients, pairedRelayClients, type TestClient } from './fixtures/ws-client.js';
 
 /** Waits until the server has handled everything `c` sent so far (pings are answered in order). */
 async function settled(c: TestClient, token: string): Promise<void> {
@@ -125,16 +125,7 @@ t.test('acks and reads that move forward are free; stale ones cost a frame', asy
 t.test('the typed client paces itself: 30 messages at once arrive in order, once, with no refusal', async (t) => {
   const srv = await startTestServer({ rateLimitPerSec: 40, rateLimitBurst: 5 });
   t.teardown(srv.close);
-  const alice = relayClient(srv.url);
-  const bob = relayClient(srv.url);
-  t.teardown(() => {
-    alice.close();
-    bob.close();
-  });
-  await Promise.all([alice.connect(), bob.connect()]);
-  alice.send({ type: 'find' });
-  bob.send({ type: 'find' });
-  await Promise.all([alice.next('matched'), bob.next('matched')]);
+  const { alice, bob } = await pairedRelayClients(srv.url, (fn) => t.teardown(fn));
   const got: string[] = [];
   bob.on('msg', (m) => got.push(m.body));
   const errors: string[] = [];
@@ -151,16 +142,7 @@ t.test('the typed client paces itself: 30 messages at once arrive in order, once
 t.test('the typed client recovers from a refusal it could not foresee: paused, then in order', async (t) => {
   const srv = await startTestServer({ rateLimitPerSec: 20, rateLimitBurst: 5, floodCloseAfter: 100 });
   t.teardown(srv.close);
-  const alice = relayClient(srv.url);
-  const bob = relayClient(srv.url);
-  t.teardown(() => {
-    alice.close();
-    bob.close();
-  });
-  await Promise.all([alice.connect(), bob.connect()]);
-  alice.send({ type: 'find' });
-  bob.send({ type: 'find' });
-  await Promise.all([alice.next('matched'), bob.next('matched')]);
+  const { alice, bob } = await pairedRelayClients(srv.url, (fn) => t.teardown(fn));
   const got: string[] = [];
   bob.on('msg', (m) => got.push(m.body));
   const refusals: (string | undefined)[] = [];

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { startTestServer } from './fixtures/server.js';
-import { alteredToken, pairedClients, relayClient, sleep, TestClient } from './fixtures/ws-client.js';
+import { alteredToken, pairedClients, pairedRelayClients, sleep, TestClient } from './fixtures/ws-client.js';
 
 t.test('resume after a drop: every message sent meanwhile, in order, exactly once', async (t) => {
   const srv = await startTestServer();
@@ -146,17 +146,7 @@ t.test('messages lost to the buffer bound are reported as a gap, never a silent 
 t.test('the typed client resumes by itself, re-sends unconfirmed messages once, drops duplicates', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const alice = relayClient(srv.url);
-  const bob = relayClient(srv.url);
-  t.teardown(() => {
-    alice.close();
-    bob.close();
-  });
-  await alice.connect();
-  await bob.connect();
-  alice.send({ type: 'find' });
-  bob.send({ type: 'find' });
-  await Promise.all([alice.next('matched'), bob.next('matched')]);
+  const { alice, bob } = await pairedRelayClients(srv.url, (fn) => t.teardown(fn));
   const received: string[] = [];
   bob.on('msg', (m) => received.push(m.body));
 
