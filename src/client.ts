@@ -160,11 +160,6 @@ export class RelayClient {
     return id;
   }
 
-  /** Forgets an unconfirmed message, so it is never sent again. */
-  discard(id: string): void {
-    this.#outbox.delete(id);
-  }
-
   /** Messages not yet confirmed by the server (waiting in the outbox or in flight). */
   get unconfirmed(): number {
     return this.#outbox.size;

@@ -373,8 +373,8 @@ class ChatApp {
     if (f.id !== undefined) {
       const mine = this.#mine.get(f.id);
       // Refused for rate: the typed client holds its outbox and sends it again, in order, once it may.
+      // Refused for good: the typed client has already dropped it from its outbox.
       if (!mine || f.code === 'rate_limited') return;
-      this.#client.discard(f.id);
       mine.view.set('failed', `Not sent: ${f.message}`);
       return;
     }
