@@ -1,27 +1,23 @@
 /**
  * Client addresses never leave this file in clear. They are turned into a
- * keyed digest (HMAC with a per-process random key) that is good for counting
- * connections and cool-downs in memory, but cannot be reversed or correlated
- * across restarts, and is never logged.
+ * keyed digest (HMAC with keys.ts's address key: random per process alone,
+ * shared by the instances of a cluster) that is good for counting connections
+ * and cool-downs, but cannot be reversed, is never logged, and alone cannot be
+ * correlated across restarts.
  *
  * Per-address limits count an IPv6 client by its /64: one home or phone gets a
  * whole /64 and can pick any address in it, so counting single IPv6 addresses
  * would give one person billions of allowances. IPv4-mapped IPv6 addresses
  * (a dual-stack listener) count as the IPv4 address they carry.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 
 export type AddressKey = string & { readonly __brand: 'AddressKey' };
 
-const processKey = randomBytes(32);
-
 /** 128 bits of the HMAC, encoded straight to 22 characters (a slice would keep the whole digest string alive). */
-export function addressKey(address: string): AddressKey {
-  return createHmac('sha256', processKey)
-    .update(limitedUnit(address))
-    .digest()
-    .toString('base64url', 0, 16) as AddressKey;
+export function addressKey(key: Buffer, address: string): AddressKey {
+  return createHmac('sha256', key).update(limitedUnit(address)).digest().toString('base64url', 0, 16) as AddressKey;
 }
 
 /** What one client is counted as: an IPv4 address, or the /64 of an IPv6 one (`2001:db8:1:2::/64`). */

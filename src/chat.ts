@@ -1,57 +1,61 @@
 /**
- * A chat joins two sessions. Each member has an inbox: the lane of messages
- * addressed to it, with its own seqs, acks and read marks. The four are plain
- * fields (no side objects) because every paired session pays for them.
+ * One session's side of a chat, on the instance that holds the session. The
+ * partner is named, not held: it may be on this instance or another (ADR
+ * 0004). The side keeps the inbox (the lane of messages addressed to this
+ * session, with its own seqs, acks and read marks) and mirrors the partner's
+ * marks on this session's own messages (sent, delivered, read), so a resumed
+ * welcome needs nothing from the partner's instance. Plain fields, because
+ * every paired session pays for them.
  */
 
+import type { Envelope } from './envelope.js';
 import type { ChatState, PairedVia } from './protocol.js';
 import type { Lane } from './relay-buffer.js';
-import type { Session } from './session.js';
 
 /** One empty list for every chat without shared interests (most of them). */
 const NO_INTERESTS: readonly string[] = Object.freeze([]);
 
-export class Chat {
+export class ChatSide {
   readonly interests: readonly string[];
+  /** Whether the partner has a socket (as its last presence said). */
+  partnerHere = true;
+  /** Highest seq the partner's inbox gave this session's messages. */
+  sentSeq = 0;
+  /** Highest of those the partner acknowledged. */
+  deliveredSeq = 0;
+  /** Highest of those the partner marked read. */
+  readSeq = 0;
+  /**
+   * Messages sent to the partner's instance and not yet stored there, by
+   * client id: sent again when the bus comes back (the recipient's dedupe
+   * makes that harmless). Made only for a partner on another instance.
+   */
+  inflight: Map<string, Envelope> | null = null;
 
   constructor(
     readonly id: string,
-    readonly initiator: Session,
-    readonly responder: Session,
-    readonly initiatorInbox: Lane,
-    readonly responderInbox: Lane,
+    readonly partner: string,
+    /** The instance holding the partner; changes when the partner resumes elsewhere. */
+    public partnerNode: string,
+    readonly inbox: Lane,
     interests: readonly string[],
+    readonly initiator: boolean,
     readonly via: PairedVia,
   ) {
     this.interests = interests.length > 0 ? interests : NO_INTERESTS;
   }
 
-  get members(): readonly [Session, Session] {
-    return [this.initiator, this.responder];
-  }
-
-  partnerOf(session: Session): Session {
-    return this.initiator === session ? this.responder : this.initiator;
-  }
-
-  /** The lane of messages addressed to `session`. */
-  inboxOf(session: Session): Lane {
-    return this.initiator === session ? this.initiatorInbox : this.responderInbox;
-  }
-
-  /** The chat as `session` sees it, for a resumed welcome. */
-  stateFor(session: Session): ChatState {
-    const partner = this.partnerOf(session);
-    const outbox = this.inboxOf(partner);
+  /** The chat as its session sees it, for a resumed welcome. */
+  state(): ChatState {
     return {
       id: this.id,
-      partner: partner.conn ? 'here' : 'away',
+      partner: this.partnerHere ? 'here' : 'away',
       interests: [...this.interests],
-      initiator: this.initiator === session,
+      initiator: this.initiator,
       via: this.via,
-      sentSeq: outbox.lastSeq,
-      deliveredSeq: outbox.ackedSeq,
-      readSeq: outbox.readSeq,
+      sentSeq: this.sentSeq,
+      deliveredSeq: this.deliveredSeq,
+      readSeq: this.readSeq,
     };
   }
 }

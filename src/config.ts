@@ -3,6 +3,7 @@
  * sentence the README shows. `loadConfig` validates all of them, reports every
  * problem at once, then freezes the result.
  */
+import { Buffer } from 'node:buffer';
 
 type Parser<T> = (raw: string) => T;
 
@@ -47,6 +48,21 @@ const list: Parser<readonly string[]> = (raw) =>
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+
+/** Base64 (standard or URL-safe) of at least 32 bytes. The value is never echoed in an error: it is a secret. */
+const secret: Parser<string> = (raw) => {
+  const v = raw.trim();
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(v) || Buffer.from(v, 'base64').length < 32)
+    throw new ConfigValueError('expected base64 of at least 32 random bytes (try: openssl rand -base64 32)');
+  return v;
+};
+
+const instanceName: Parser<string> = (raw) => {
+  const v = raw.trim();
+  if (!/^[A-Za-z0-9._:-]{0,64}$/.test(v))
+    throw new ConfigValueError(`expected up to 64 letters, digits, ".", "_", ":" or "-", got "${raw}"`);
+  return v;
+};
 
 const setting = <T>(env: string, def: T, parse: Parser<T>, doc: string): Setting<T> => ({ env, def, parse, doc });
 
@@ -232,6 +248,36 @@ export const settings = {
     int(1),
     'Recent client message ids remembered per chat direction, so retries are acknowledged, not relayed twice.',
   ),
+  redisUrl: setting(
+    'REDIS_URL',
+    '',
+    str,
+    'Redis through which several instances form one relay (`redis://` or `rediss://`; a password goes in the URL). Empty: this process is the whole relay, in memory. Needs CLUSTER_SECRET.',
+  ),
+  redisClusterNodes: setting(
+    'REDIS_CLUSTER_NODES',
+    [] as readonly string[],
+    list,
+    'Instead of REDIS_URL: seed nodes of a Redis Cluster, `host:port,host:port,...`. Needs CLUSTER_SECRET.',
+  ),
+  clusterSecret: setting(
+    'CLUSTER_SECRET',
+    '',
+    secret,
+    'With Redis: the secret every instance shares (base64 of at least 32 random bytes: `openssl rand -base64 32`), from which the resume-token and address-digest keys derive, so any instance can resume any session.',
+  ),
+  instanceId: setting(
+    'INSTANCE_ID',
+    '',
+    instanceName,
+    'Names this instance in logs and metrics (letters, digits, `.`, `_`, `-`; up to 64). Empty: a random name at each start.',
+  ),
+  redisPrefix: setting(
+    'REDIS_PREFIX',
+    'relay:',
+    instanceName,
+    'Prefix of every Redis key and channel, so several relays can share one Redis.',
+  ),
   drainGraceMs: setting(
     'DRAIN_GRACE_MS',
     5000,
@@ -305,5 +351,17 @@ function crossChecks(c: Config): string[] {
     problems.push('BUFFER_SESSION_MAX_BYTES: must not exceed BUFFER_MAX_BYTES');
   if (c.bufferSessionMaxBytes < c.maxMessageBytes + 256)
     problems.push('BUFFER_SESSION_MAX_BYTES: must hold at least one message of MAX_MESSAGE_BYTES');
+  const redis = c.redisUrl !== '' || c.redisClusterNodes.length > 0;
+  if (c.redisUrl !== '' && c.redisClusterNodes.length > 0)
+    problems.push('REDIS_URL and REDIS_CLUSTER_NODES: set one, not both');
+  if (c.redisUrl !== '' && !/^rediss?:\/\//.test(c.redisUrl))
+    problems.push('REDIS_URL: expected redis://host:port or rediss://host:port');
+  for (const node of c.redisClusterNodes)
+    if (!/^[^:\s]+:\d{1,5}$/.test(node)) problems.push(`REDIS_CLUSTER_NODES: expected host:port, got "${node}"`);
+  if (redis && c.clusterSecret === '')
+    problems.push('CLUSTER_SECRET: required with Redis, so every instance can check every resume token');
   return problems;
 }
+
+/** Whether this configuration runs as one of several instances over Redis. */
+export const usesRedis = (c: Config): boolean => c.redisUrl !== '' || c.redisClusterNodes.length > 0;

@@ -21,6 +21,8 @@ export const ErrorCodes = {
   invite_unknown: 'No invite has this code.',
   invite_expired: 'This invite has expired.',
   invite_used: 'This invite has already paired two people.',
+  unavailable:
+    "The relay cannot reach your partner's server or its shared state right now; send it again after retryAfterMs.",
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -12,18 +12,22 @@ import { entryBound, TokenBucket } from './limits.js';
 import { errorSummary } from './logger.js';
 
 export function registerHttpRoutes(app: TemplatedApp, deps: EdgeDeps): void {
-  const { config, clock, relay, metrics, logger } = deps;
+  const { config, clock, metrics, logger } = deps;
   // One bucket per client address (keyed digest), forgotten after a quiet minute.
   const inviteBuckets = new LRUCache<string, TokenBucket>({ ...entryBound(100_000), ttl: 60_000 });
   const invitePolicy = { clock, perSecond: config.invitesPerMinute / 60, burst: config.invitesPerMinute };
 
   route(app, '/healthz', { get: (res, _req, head) => replyJson(res, '200 OK', { status: 'ok' }, { head }) });
 
+  // Draining takes an instance out of rotation. A broker outage does not: every instance would fail at once, and
+  // alone each still serves chats with both sides on it. It answers 200 `degraded` instead (docs/operations.md).
   route(app, '/readyz', {
-    get: (res, _req, head) =>
-      deps.isDraining()
-        ? replyJson(res, '503 Service Unavailable', { status: 'draining' }, { head })
-        : replyJson(res, '200 OK', { status: 'ready' }, { head }),
+    get: (res, _req, head) => {
+      const broker = deps.broker.up ? 'up' : 'down';
+      if (deps.isDraining()) return replyJson(res, '503 Service Unavailable', { status: 'draining', broker }, { head });
+      const status = deps.broker.up ? 'ready' : 'degraded';
+      replyJson(res, '200 OK', deps.broker.clustered ? { status, broker } : { status }, { head });
+    },
   });
 
   route(app, '/metrics', {
@@ -43,7 +47,7 @@ export function registerHttpRoutes(app: TemplatedApp, deps: EdgeDeps): void {
 
   route(app, '/api/v1/invites', {
     post: (res, req) => {
-      const address = requestAddress(res, req, config);
+      const address = requestAddress(res, req, config, deps.keys.address);
       if (!originAllowed(req.getHeader('origin'), config))
         return replyJson(res, '403 Forbidden', { error: 'origin_not_allowed' });
       if (deps.isDraining()) return replyJson(res, '503 Service Unavailable', { error: 'draining' });
@@ -61,10 +65,20 @@ export function registerHttpRoutes(app: TemplatedApp, deps: EdgeDeps): void {
           { headers: [['Retry-After', String(retryAfterS)]] },
         );
       }
-      const invite = relay.invites.create();
-      if (!invite) return replyJson(res, '503 Service Unavailable', { error: 'too_many_invites' });
-      metrics.invitesCreated.inc();
-      replyJson(res, '201 Created', { code: invite.code, expiresAt: new Date(invite.expiresAt).toISOString() });
+      const state = watchAbort(res);
+      deps.broker.invites.create().then(
+        (invite) => {
+          if (state.aborted) return;
+          if (!invite) return replyJson(res, '503 Service Unavailable', { error: 'too_many_invites' });
+          metrics.invitesCreated.inc();
+          replyJson(res, '201 Created', { code: invite.code, expiresAt: new Date(invite.expiresAt).toISOString() });
+        },
+        (err: unknown) => {
+          logger.warn({ err: errorSummary(err) }, 'invite not created: shared state unavailable');
+          if (!state.aborted)
+            replyJson(res, '503 Service Unavailable', { error: 'unavailable' }, { headers: [['Retry-After', '1']] });
+        },
+      );
     },
   });
 

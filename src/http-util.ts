@@ -6,8 +6,10 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { Buffer } from 'node:buffer';
 import { type AddressKey, addressKey, forwardedAddress } from './address.js';
+import type { Broker } from './broker.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import type { RelayKeys } from './keys.js';
 import type { Logger } from './logger.js';
 import type { RelayMetrics } from './metrics.js';
 import type { Relay } from './relay.js';
@@ -17,18 +19,20 @@ export interface EdgeDeps {
   config: Config;
   clock: Clock;
   relay: Relay;
+  broker: Broker;
+  keys: RelayKeys;
   metrics: RelayMetrics;
   logger: Logger;
   isDraining: () => boolean;
 }
 
 /** Must be called synchronously inside the handler: uWS request objects do not outlive it. */
-export function requestAddress(res: HttpResponse, req: HttpRequest, config: Config): AddressKey {
+export function requestAddress(res: HttpResponse, req: HttpRequest, config: Config, key: Buffer): AddressKey {
   if (config.trustProxy) {
     const forwarded = forwardedAddress(req.getHeader(config.clientAddressHeader), config.trustProxyHops);
-    if (forwarded) return addressKey(forwarded);
+    if (forwarded) return addressKey(key, forwarded);
   }
-  return addressKey(Buffer.from(res.getRemoteAddressAsText()).toString());
+  return addressKey(key, Buffer.from(res.getRemoteAddressAsText()).toString());
 }
 
 /** Browsers always send Origin on WebSocket and cross-origin POST; other clients may not, and are allowed. */

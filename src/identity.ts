@@ -1,16 +1,17 @@
 /**
  * Anonymous identities. The public id (a UUID v4) names a session to its
  * partner; the secret token proves ownership on resume. The token is an HMAC
- * of the id under a random key made at start and held only in this process's
- * memory, so the server keeps nothing per session to check it: it recomputes
- * the token from the id and compares in constant time. Nobody without the key
- * can make a token for an id (HMAC-SHA-256 is a PRF), and a restart makes every
- * old token worthless, which is right because the sessions are gone too.
+ * of the id under a key (keys.ts: random per process alone, derived from
+ * CLUSTER_SECRET in a cluster), so the server keeps nothing per session to
+ * check it: it recomputes the token from the id and compares in constant time.
+ * Nobody without the key can make a token for an id (HMAC-SHA-256 is a PRF),
+ * and alone a restart makes every old token worthless, which is right because
+ * the sessions are gone too.
  * (Memory per session is a target in bench/: a stored digest cost 40 bytes,
  * and making a token needed a random draw and a hash.)
  */
 import { Buffer } from 'node:buffer';
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { validate as uuidValidate, version as uuidVersion, v4 as uuidv4 } from 'uuid';
 
 export interface Identity {
@@ -18,19 +19,17 @@ export interface Identity {
   token: string;
 }
 
-const tokenKey = randomBytes(32);
-
 /** 256 bits, base64url (43 characters). */
-const tokenFor = (id: string): string => createHmac('sha256', tokenKey).update(id).digest('base64url');
+export const tokenFor = (key: Buffer, id: string): string => createHmac('sha256', key).update(id).digest('base64url');
 
-export function newIdentity(): Identity {
+export function newIdentity(key: Buffer): Identity {
   const id = uuidv4();
-  return { id, token: tokenFor(id) };
+  return { id, token: tokenFor(key, id) };
 }
 
 /** Constant-time check of a presented token against the one `id` was given. */
-export function tokenMatches(id: string, presented: string): boolean {
-  return constantTimeEqual(presented, tokenFor(id));
+export function tokenMatches(key: Buffer, id: string, presented: string): boolean {
+  return constantTimeEqual(presented, tokenFor(key, id));
 }
 
 /**

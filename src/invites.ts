@@ -7,8 +7,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import type { JoinOutcome } from './broker.js';
 import type { Clock } from './clock.js';
-import type { ErrorCode } from './errors.js';
 import { entryBound } from './limits.js';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
@@ -17,15 +17,12 @@ const CODE_LENGTH = 10;
 interface Invite {
   expiresAt: number;
   holder: string | null;
+  /** The instance holding the holder. */
+  holderNode: string;
   /** When the holder started waiting (clock ms). */
   heldSince: number;
   used: boolean;
 }
-
-export type JoinOutcome =
-  | { kind: 'wait' }
-  | { kind: 'pair'; partner: string; waitedMs: number }
-  | { kind: 'error'; code: Extract<ErrorCode, 'invite_unknown' | 'invite_expired' | 'invite_used'> };
 
 export interface InviteBookOptions {
   clock: Clock;
@@ -52,11 +49,12 @@ export class InviteBook {
     do code = randomCode();
     while (this.#invites.has(code));
     const expiresAt = this.opts.clock.now() + this.opts.ttlMs;
-    this.#invites.set(code, { expiresAt, holder: null, heldSince: 0, used: false });
+    this.#invites.set(code, { expiresAt, holder: null, holderNode: '', heldSince: 0, used: false });
     return { code, expiresAt };
   }
 
-  join(rawCode: string, sessionId: string): JoinOutcome {
+  /** Waits on the code, or pairs with its holder. The holder joining again (it moved to `node`) keeps its wait. */
+  join(rawCode: string, sessionId: string, node = ''): JoinOutcome {
     const invite = this.#invites.get(normalizeCode(rawCode));
     if (!invite) return { kind: 'error', code: 'invite_unknown' };
     if (invite.used) return { kind: 'error', code: 'invite_used' };
@@ -66,11 +64,14 @@ export class InviteBook {
       invite.holder = sessionId;
       invite.heldSince = now;
     }
-    if (invite.holder === sessionId) return { kind: 'wait' };
+    if (invite.holder === sessionId) {
+      invite.holderNode = node;
+      return { kind: 'wait' };
+    }
     invite.used = true;
     const partner = invite.holder;
     invite.holder = null;
-    return { kind: 'pair', partner, waitedMs: now - invite.heldSince };
+    return { kind: 'pair', partner, partnerNode: invite.holderNode, waitedMs: now - invite.heldSince };
   }
 
   /** The waiting holder cancelled or went away: the code stays open for them or a friend. */
@@ -97,7 +98,7 @@ export class InviteBook {
 /** Codes are shown in groups and may be typed in lower case: ignore case, spaces and dashes. */
 export const normalizeCode = (raw: string): string => raw.toUpperCase().replace(/[\s-]/g, '');
 
-function randomCode(): string {
+export function randomCode(): string {
   let code = '';
   for (let i = 0; i < CODE_LENGTH; i++) code += ALPHABET[randomInt(ALPHABET.length)];
   return code;

@@ -8,6 +8,7 @@
  * dashboards work.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Broker } from './broker.js';
 import type { BuildInfo } from './build-info.js';
 import { CloseCodes, ErrorCodes } from './errors.js';
 
@@ -46,17 +47,23 @@ export class RelayMetrics {
   readonly matchWait: Histogram<'via'>;
   readonly reports: Counter;
   readonly blocks: Counter;
+  readonly crossDelivery: Histogram;
 
-  constructor(stats: () => RelayStats, build: BuildInfo, upgradeRefusals: readonly string[]) {
+  constructor(
+    stats: () => RelayStats,
+    build: BuildInfo,
+    upgradeRefusals: readonly string[],
+    broker: Pick<Broker, 'nodeId' | 'clustered' | 'up' | 'stats'>,
+  ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     const info = new Gauge({
       name: 'relay_build_info',
       help: 'Always 1; the labels say what this process runs: the relay version, Node.js and the uWebSockets.js package.',
-      labelNames: ['version', 'node', 'uws'],
+      labelNames: ['version', 'node', 'uws', 'instance'],
       registers,
     });
-    info.set({ version: build.version, node: build.node, uws: build.uws }, 1);
+    info.set({ version: build.version, node: build.node, uws: build.uws, instance: broker.nodeId }, 1);
     const gauge = (name: string, help: string, read: (s: RelayStats) => number): void => {
       new Gauge({
         name,
@@ -143,6 +150,41 @@ export class RelayMetrics {
     });
     this.reports = new Counter({ name: 'relay_reports_total', help: 'Reports sent (each ends a chat).', registers });
     this.blocks = new Counter({ name: 'relay_blocks_total', help: 'Blocks sent (each ends a chat).', registers });
+
+    this.crossDelivery = new Histogram({
+      name: 'relay_cross_instance_delivery_seconds',
+      help: "From a message's arrival on the sender's instance to its arrival on the recipient's (cross-instance messages only).",
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    gauge('relay_broker_up', '1 while the broker (Redis) and the bus between instances work; 1 alone.', () =>
+      broker.up ? 1 : 0,
+    );
+    gauge(
+      'relay_broker_live_instances',
+      'Instances this one sees alive, itself included.',
+      () => broker.stats().liveNodes,
+    );
+    // Kept by the broker as plain numbers (its hot path never touches prom-client), read when scraped.
+    const fromBroker = (name: string, help: string, read: (s: ReturnType<Broker['stats']>) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read(broker.stats()));
+        },
+      });
+    };
+    fromBroker('relay_broker_publishes_total', 'Envelopes this instance handed to the bus.', (s) => s.publishes);
+    fromBroker('relay_broker_receives_total', 'Envelopes this instance received from the bus.', (s) => s.receives);
+    fromBroker('relay_broker_errors_total', 'Broker (Redis) commands that failed.', (s) => s.errors);
+    fromBroker(
+      'relay_broker_reconnects_total',
+      'Times the broker connection came back after being down.',
+      (s) => s.reconnects,
+    );
 
     const start = <L extends string>(counter: Counter<L>, label: L, values: readonly string[]) => {
       for (const value of values) counter.inc({ [label]: value } as Record<L, string>, 0);

@@ -60,13 +60,15 @@ export class WaitingRoom {
     return this.#all.has(id);
   }
 
-  enqueue(id: string, interests: readonly string[] = []): EnqueueResult {
+  /** `since` is when the waiter first asked, if earlier (a session that moved keeps its place in line). */
+  enqueue(id: string, interests: readonly string[] = [], since?: number): EnqueueResult {
     const now = this.opts.clock.now();
+    const first = since !== undefined && since < now ? since : now;
     const waiter: Waiter = {
       id,
       interests,
-      since: now,
-      flexibleAt: interests.length > 0 ? now + this.opts.interestWaitMs : now,
+      since: first,
+      flexibleAt: interests.length > 0 ? first + this.opts.interestWaitMs : now,
       order: this.#arrivals++,
     };
     const { partner, retryAt } = this.#search(waiter, now);

@@ -176,6 +176,32 @@ export class RelayBuffer {
     lane.recent = null;
   }
 
+  /** The lane's buffered frames and recent client ids, for moving it to another instance (handoff.ts). */
+  export(lane: Lane): { frames: [number, number, string][]; recent: [string, number][] } {
+    this.#expire(this.#opts.clock.now());
+    const frames: [number, number, string][] = [];
+    for (let e = lane.head; e; e = e.nextInLane) frames.push([e.seq, e.ts, e.frame]);
+    return { frames, recent: lane.recent ? [...lane.recent.seqs] : [] };
+  }
+
+  /** A lane moved here from another instance: its marks, frames (seq order) and recent client ids. */
+  import(
+    marks: { nextSeq: number; ackedSeq: number; readSeq: number },
+    frames: readonly [number, number, string][],
+    recent: readonly [string, number][],
+  ): Lane {
+    const lane = new Lane();
+    lane.nextSeq = marks.nextSeq;
+    lane.ackedSeq = marks.ackedSeq;
+    lane.readSeq = marks.readSeq;
+    for (const [id] of recent) this.assignSeq(lane, id);
+    if (lane.recent) for (const [id, seq] of recent) lane.recent.seqs.set(id, seq);
+    lane.nextSeq = marks.nextSeq;
+    for (const [seq, ts, frame] of frames)
+      if (seq > lane.ackedSeq && seq < lane.nextSeq) this.append(lane, seq, frame, ts);
+    return lane;
+  }
+
   /** Removes expired messages now (they are otherwise removed as new ones arrive or on replay). */
   purgeStale(): void {
     this.#expire(this.#opts.clock.now());

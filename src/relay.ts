@@ -1,17 +1,29 @@
 /**
- * The chat logic: sessions, pairing, relaying, resuming. It speaks protocol
- * frames to Connections and knows nothing of sockets or HTTP, so it is the
- * same code whatever transport or test drives it.
+ * The chat logic of one instance: its sessions, their chats, pairing,
+ * relaying, resuming. It speaks protocol frames to Connections and knows
+ * nothing of sockets or HTTP. Whatever it cannot decide alone (a partner on
+ * another instance, the waiting room, invite codes, report tallies, a session
+ * that resumes here after living elsewhere) goes through the Broker, so the
+ * same code runs alone (broker-memory) and as one of many (broker-redis).
+ *
+ * A chat is two sides (chat.ts), one per session, each on its session's
+ * instance. A message is sequenced and buffered by the recipient's side
+ * (ADR 0005), so what crosses between instances is: `msg` one way, `stored`
+ * (its seq, answered to the sender as `sent`) back. With both sides here
+ * that is two direct calls and no envelope at all.
  */
 import type { AddressKey } from './address.js';
-import { Chat } from './chat.js';
-import type { Clock } from './clock.js';
+import type { Broker, Ticket } from './broker.js';
+import { ChatSide } from './chat.js';
+import type { Clock, TimerHandle } from './clock.js';
 import type { Config } from './config.js';
+import type { Envelope } from './envelope.js';
 import { type CloseReason, closeCode, type ErrorCode, ErrorCodes, isViolation } from './errors.js';
+import { sideFrom, snapshotOf } from './handoff.js';
 import { newChatId, newIdentity, tokenMatches } from './identity.js';
-import { InviteBook, normalizeCode } from './invites.js';
+import { normalizeCode } from './invites.js';
+import type { RelayKeys } from './keys.js';
 import type { RelayMetrics, RelayStats } from './metrics.js';
-import { type Waiter, WaitingRoom } from './pairing.js';
 import {
   type AckFrame,
   type ClientFrame,
@@ -33,7 +45,8 @@ import {
   welcomeEncoder,
 } from './protocol.js';
 import { RelayBuffer } from './relay-buffer.js';
-import { ReportTracker } from './reports.js';
+import { type Connection, Session, type SessionPolicies } from './session.js';
+import { SessionTable } from './session-table.js';
 
 const BINARY_FRAME: DecodeResult = { ok: false, code: 'bad_frame', message: ErrorCodes.bad_frame };
 
@@ -43,39 +56,77 @@ const BINARY_FRAME: DecodeResult = { ok: false, code: 'bad_frame', message: Erro
  */
 const HOLD_GRACE_MS = 10_000;
 
-import { type Connection, Session, type SessionPolicies } from './session.js';
-import { SessionTable } from './session-table.js';
+/** When a store or the bus fails: how soon to try again. */
+const UNAVAILABLE_RETRY_MS = 1000;
+
+/** How long an instance that asked another for a session waits for its answer. */
+const ADOPT_TIMEOUT_MS = 3000;
+
+/** How long envelopes for a session that moved away are forwarded to its new instance. */
+const FORWARD_MS = 60_000;
 
 export interface RelayDeps {
   config: Config;
   clock: Clock;
   metrics: RelayMetrics;
+  broker: Broker;
+  keys: RelayKeys;
+  /** Reports a failure the relay recovered from (a store call that threw), without ids or bodies. */
+  onFault?: (what: string, err: unknown) => void;
 }
 
 type Handlers = { [T in ClientFrame['type']]: (s: Session, f: Extract<ClientFrame, { type: T }>) => void };
+type EnvelopeHandlers = { [T in Envelope['t']]: (s: Session, e: Extract<Envelope, { t: T }>) => void };
 
 /** Why a session ended: it left (closed its socket on purpose), its resume window passed, or it made room. */
 export type SessionEnd = 'left' | 'expired' | 'evicted';
 
+/** An adoption this instance asked for: the socket that resumed here, waiting for the holder's snapshot. */
+interface PendingAdoption {
+  id: string;
+  conn: Connection;
+  address: AddressKey;
+  token: string;
+  lastSeq: number;
+  /** The instance asked. */
+  node: string;
+  timer: TimerHandle;
+  resolve(session: Session | null): void;
+  /** No answer will come: the client gets a fresh identity now. */
+  giveUp(): void;
+}
+
 export class Relay {
   readonly sessions = new SessionTable();
-  readonly invites: InviteBook;
   readonly buffer: RelayBuffer;
-  readonly #room: WaitingRoom;
-  readonly #reports: ReportTracker;
+  readonly #broker: Broker;
+  readonly #node: string;
   readonly #config: Config;
   readonly #clock: Clock;
   readonly #metrics: RelayMetrics;
+  readonly #keys: RelayKeys;
+  readonly #onFault: (what: string, err: unknown) => void;
   readonly #encodeWelcome: ReturnType<typeof welcomeEncoder>;
   readonly #policies: SessionPolicies;
-  #activeChats = 0;
+  /** Sessions that moved to another instance, while envelopes for them may still be on their way here. */
+  readonly #movedTo = new Map<string, { node: string; timer: TimerHandle }>();
+  readonly #adoptions = new Map<string, PendingAdoption>();
+  /** Sessions whose partner's instance died: their chat ends unless the partner resumes somewhere in time. */
+  readonly #orphans = new Map<Session, TimerHandle>();
+  /** Envelopes (marks, ends, answers) that found the bus down, sent in order when it is back. */
+  #unsent: { node: string; env: Envelope }[] = [];
+  #adoptSeq = 0;
   #connections = 0;
   #closed = false;
 
-  constructor({ config, clock, metrics }: RelayDeps) {
+  constructor({ config, clock, metrics, broker, keys, onFault }: RelayDeps) {
     this.#config = config;
     this.#clock = clock;
     this.#metrics = metrics;
+    this.#broker = broker;
+    this.#node = broker.nodeId;
+    this.#keys = keys;
+    this.#onFault = onFault ?? (() => {});
     const limits: Limits = {
       maxPayloadBytes: config.maxPayloadBytes,
       maxMessageBytes: config.maxMessageBytes,
@@ -101,31 +152,37 @@ export class Relay {
       dedupeWindow: config.dedupeWindow,
       onDrop: (reason) => metrics.bufferDrops.inc({ reason }),
     });
-    this.invites = new InviteBook({ clock, ttlMs: config.inviteTtlMs, maxInvites: config.maxInvites });
-    this.#reports = new ReportTracker({
-      clock,
-      threshold: config.reportThreshold,
-      windowMs: config.reportWindowMs,
-      cooldownMs: config.reportCooldownMs,
-    });
-    this.#room = new WaitingRoom({
-      clock,
-      interestWaitMs: config.matchInterestWaitMs,
-      maxLength: config.maxQueueLength,
-      compatibleFrom: (a, b) => this.#compatibleFrom(a, b),
-      onMatch: (first, second, shared) => this.#matchFromRoom(first, second, shared),
+  }
+
+  /** Connects the relay to its broker; resolves when this instance can serve. */
+  start(): Promise<void> {
+    return this.#broker.start({
+      envelope: (env) => this.#onEnvelope(env),
+      match: (first, second, shared) => this.#onMatch(first, second, shared),
+      nodeGone: (node) => this.#onNodeGone(node),
+      health: (up) => {
+        if (up) this.#onBusBack();
+      },
     });
   }
 
   stats(): RelayStats {
+    let queueLength = 0;
+    let activeChats = 0;
+    for (const s of this.sessions.values()) {
+      if (s.state === 'queued' && s.inviteCode === null) queueLength++;
+      // A chat with both sides here counts once.
+      const side = s.chat;
+      if (side && (side.initiator || side.partnerNode !== this.#node)) activeChats++;
+    }
     return {
       connections: this.#connections,
       sessions: this.sessions.size,
-      queueLength: this.#room.length,
-      activeChats: this.#activeChats,
+      queueLength,
+      activeChats,
       bufferMessages: this.buffer.messages,
       bufferBytes: this.buffer.bytes,
-      openInvites: this.invites.size,
+      openInvites: this.#broker.invites.openCount(),
     };
   }
 
@@ -145,27 +202,37 @@ export class Relay {
 
   /**
    * Answers a hello: resumes the named session if the token proves it and the
-   * window is open, else creates a fresh identity. Returns null if the socket
-   * was closed instead (no room for another session).
+   * window is open, else creates a fresh identity. A session held by another
+   * instance is asked for first, so the answer may be a promise. Null means
+   * the socket was closed instead (no room for another session).
    */
-  hello(conn: Connection, frame: HelloFrame, address: AddressKey): Session | null {
+  hello(conn: Connection, frame: HelloFrame, address: AddressKey): Session | null | Promise<Session | null> {
     const resume = frame.resume;
-    const existing = resume ? this.sessions.get(resume.id) : undefined;
-    if (resume && existing && tokenMatches(existing.id, resume.token)) {
-      this.#resume(existing, conn, address, resume.lastSeq, resume.token);
-      return existing;
+    if (resume && tokenMatches(this.#keys.token, resume.id, resume.token)) {
+      const existing = this.sessions.get(resume.id);
+      if (existing) {
+        this.#resume(existing, conn, address, resume.lastSeq, resume.token);
+        return existing;
+      }
+      if (this.#broker.clustered && this.#broker.up)
+        return this.#adopt(conn, resume.id, resume.token, resume.lastSeq, address);
     }
+    return this.#fresh(conn, address, resume ? 'resume_rejected' : 'new');
+  }
+
+  #fresh(conn: Connection, address: AddressKey, outcome: 'new' | 'resume_rejected'): Session | null {
     const refusal = this.#makeRoom(address);
     if (refusal) {
       this.#metrics.hellos.inc({ outcome: 'refused' });
       this.#close(conn, refusal);
       return null;
     }
-    const identity = newIdentity();
+    const identity = newIdentity(this.#keys.token);
     const session = new Session(identity.id, address, this.#policies);
     this.sessions.add(session);
     session.conn = conn;
-    this.#metrics.hellos.inc({ outcome: resume ? 'resume_rejected' : 'new' });
+    this.#claim(session.id);
+    this.#metrics.hellos.inc({ outcome });
     this.#welcome(session, identity.token, false);
     return session;
   }
@@ -192,7 +259,7 @@ export class Relay {
 
   /** The token is passed in because it is not kept. */
   #welcome(session: Session, token: string, resumed: boolean): void {
-    const chat = session.chat ? session.chat.stateFor(session) : null;
+    const chat = session.chat ? session.chat.state() : null;
     session.conn?.send(this.#encodeWelcome(session.id, token, resumed, session.state, chat));
   }
 
@@ -206,15 +273,23 @@ export class Relay {
     if (old) this.#close(old, 'session_replaced');
     this.#metrics.hellos.inc({ outcome: 'resumed' });
     this.#welcome(session, token, true);
+    this.#afterWelcome(session, lastSeq);
+    const side = session.chat;
+    if (side && !old) this.#toPartner(side, this.#presence(side, true));
+  }
+
+  /** What a resumed session is owed after its welcome: a chat that ended while it was away, or the messages it missed. */
+  #afterWelcome(session: Session, lastSeq: number): void {
     if (session.pendingEnd) {
       this.#send(session, { type: 'ended', reason: session.pendingEnd });
       session.pendingEnd = null;
     }
-    const chat = session.chat;
-    if (!chat) return;
+    const side = session.chat;
+    const conn = session.conn;
+    if (!side || !conn) return;
     const now = this.#clock.now();
     this.buffer.replay(
-      chat.inboxOf(session),
+      side.inbox,
       lastSeq,
       (frame, ts) => {
         conn.send(frame);
@@ -222,7 +297,110 @@ export class Relay {
       },
       (from, to) => this.#send(session, { type: 'gap', from, to }),
     );
-    if (!old) this.#send(chat.partnerOf(session), { type: 'partner', state: 'back' });
+  }
+
+  /**
+   * A client resumed here a session another instance holds (it drained, or the
+   * proxy sent the client elsewhere): ask that instance for it. Its answer,
+   * `adopted`, is taken in #onAdopted; without one in ADOPT_TIMEOUT_MS, or if
+   * nobody holds the session, the client gets a fresh identity (`resumed:false`).
+   */
+  async #adopt(
+    conn: Connection,
+    id: string,
+    token: string,
+    lastSeq: number,
+    address: AddressKey,
+  ): Promise<Session | null> {
+    const node = await this.#call('directory', () => this.#broker.directory.where(id), null);
+    const here = this.sessions.get(id);
+    if (here) {
+      // Another socket of the same session got here first, or it came back meanwhile.
+      this.#resume(here, conn, address, lastSeq, token);
+      return here;
+    }
+    if (conn.closed) return null;
+    if (!node || node === this.#node || !this.#broker.isAlive(node) || this.#adoptions.has(id))
+      return this.#fresh(conn, address, 'resume_rejected');
+    const req = `${this.#node}:${++this.#adoptSeq}`;
+    return new Promise<Session | null>((resolve) => {
+      const giveUp = () => {
+        timer.cancel();
+        if (!this.#adoptions.delete(req)) return;
+        resolve(conn.closed ? null : this.#fresh(conn, address, 'resume_rejected'));
+      };
+      const timer = this.#clock.schedule(ADOPT_TIMEOUT_MS, giveUp);
+      this.#adoptions.set(req, { id, conn, address, token, lastSeq, node, timer, resolve, giveUp });
+      if (!this.#broker.send(node, { t: 'adopt', to: id, node: this.#node, req })) {
+        timer.cancel();
+        this.#adoptions.delete(req);
+        resolve(this.#fresh(conn, address, 'resume_rejected'));
+      }
+    });
+  }
+
+  /** The holder's answer: the session, rebuilt here before any later envelope for it is handled. */
+  #onAdopted(env: Extract<Envelope, { t: 'adopted' }>): void {
+    const pending = this.#adoptions.get(env.req);
+    const snapshot = env.snapshot;
+    if (!pending) {
+      // Too late: the client already has a fresh identity. Whatever the holder gave up ends here, explicitly.
+      if (snapshot?.side) this.#sendTo(snapshot.side.partnerNode, this.#endFor(snapshot.side, 'partner_gone'));
+      return;
+    }
+    this.#adoptions.delete(env.req);
+    pending.timer.cancel();
+    const { id, conn, address, token, lastSeq } = pending;
+    if (!snapshot || this.sessions.get(id)) {
+      if (snapshot?.side) this.#sendTo(snapshot.side.partnerNode, this.#endFor(snapshot.side, 'partner_gone'));
+      return pending.resolve(conn.closed ? null : this.#fresh(conn, address, 'resume_rejected'));
+    }
+    const session = new Session(id, address, this.#policies);
+    session.used = snapshot.used;
+    session.pendingEnd = snapshot.pendingEnd;
+    if (snapshot.side) {
+      session.chat = sideFrom(snapshot.side, this.buffer);
+      session.state = 'chatting';
+    }
+    this.sessions.add(session);
+    session.conn = conn;
+    this.#claim(id);
+    this.#metrics.hellos.inc({ outcome: 'resumed' });
+    this.#welcome(session, token, true);
+    this.#afterWelcome(session, lastSeq);
+    const waiting = snapshot.waiting;
+    if (waiting && 'invite' in waiting) void this.#join(session, waiting.invite);
+    else if (waiting) void this.#find(session, waiting.interests, waiting.since);
+    pending.resolve(session);
+  }
+
+  /** Another instance asks for a session of ours that resumed there: hand it over and forget it here. */
+  #giveAway(session: Session, env: Extract<Envelope, { t: 'adopt' }>): void {
+    const snapshot = snapshotOf(session, this.buffer);
+    session.expiry?.cancel();
+    session.expiry = null;
+    if (session.state === 'queued') {
+      if (session.inviteCode === null) this.#settle('matchmaker', this.#broker.matchmaker.cancel(session.id));
+      // An invite wait is taken over by the new instance joining the same code again.
+    }
+    const old = session.conn;
+    session.conn = null;
+    if (old) this.#close(old, 'session_replaced');
+    const side = session.chat;
+    if (side) {
+      this.#orphans.get(session)?.cancel();
+      this.#orphans.delete(session);
+      this.buffer.release(side.inbox);
+    }
+    this.sessions.delete(session);
+    this.#movedTo.get(session.id)?.timer.cancel();
+    this.#movedTo.set(session.id, {
+      node: env.node,
+      timer: this.#clock.schedule(FORWARD_MS, () => this.#movedTo.delete(session.id)),
+    });
+    this.#sendTo(env.node, { t: 'adopted', to: session.id, req: env.req, snapshot });
+    // After the answer, so anything the partner sent before hearing of the move is forwarded behind it.
+    if (side) this.#toPartner(side, { t: 'presence', to: side.partner, chat: side.id, here: true, node: env.node });
   }
 
   /**
@@ -239,7 +417,8 @@ export class Relay {
     this.#leaveWaiting(session);
     if (this.#closed) return;
     if (leaving) return this.#forget(session, 'left');
-    if (session.chat) this.#send(session.chat.partnerOf(session), { type: 'partner', state: 'away' });
+    const side = session.chat;
+    if (side) this.#toPartner(side, this.#presence(side, false));
     this.sessions.wentAway(session);
     const { resumeWindowMs, unusedResumeWindowMs } = this.#config;
     const window = session.used ? resumeWindowMs : Math.min(unusedResumeWindowMs, resumeWindowMs);
@@ -252,9 +431,15 @@ export class Relay {
     session.expiry = null;
     this.#leaveWaiting(session);
     const partnerReason = why === 'left' ? 'partner_left' : 'partner_gone';
-    if (session.chat) this.#endChat(session.chat, session, { self: partnerReason, partner: partnerReason });
+    if (session.chat) this.#endChat(session, partnerReason, partnerReason);
     this.sessions.delete(session);
+    if (this.#broker.clustered) this.#settle('directory', this.#broker.directory.release(session.id));
+    this.#settle('matchmaker', this.#broker.matchmaker.forget(session.id));
     this.#metrics.sessionsEnded.inc({ reason: why });
+  }
+
+  #claim(id: string): void {
+    if (this.#broker.clustered) this.#settle('directory', this.#broker.directory.claim(id, this.#node));
   }
 
   // ---- frames ----------------------------------------------------------------
@@ -317,7 +502,7 @@ export class Relay {
 
   /** An ack or read inside the session's chat that moves its mark forward (anything else is not free). */
   #advances(session: Session, frame: AckFrame | ReadFrame): boolean {
-    const inbox = session.chat?.inboxOf(session);
+    const inbox = session.chat?.inbox;
     if (!inbox || frame.seq > inbox.lastSeq) return false;
     return frame.seq > (frame.type === 'ack' ? inbox.ackedSeq : inbox.readSeq);
   }
@@ -325,19 +510,18 @@ export class Relay {
   readonly #handlers: Handlers = {
     hello: (s) => this.#error(s, 'already_hello'),
     ping: (s, f) => this.#send(s, f.t === undefined ? { type: 'pong' } : { type: 'pong', t: f.t }),
-    find: (s, f) => this.#find(s, f.interests ?? []),
+    find: (s, f) => void this.#find(s, f.interests ?? []),
     cancel: (s) => this.#cancel(s),
-    join: (s, f) => this.#join(s, f.code),
+    join: (s, f) => void this.#join(s, f.code),
     msg: (s, f) => this.#msg(s, f),
     ack: (s, f) => this.#ack(s, f.seq),
     read: (s, f) => this.#read(s, f.seq),
     typing: (s, f) => {
-      const chat = this.#chatOf(s);
-      if (chat) this.#send(chat.partnerOf(s), { type: 'typing', on: f.on });
+      const side = this.#chatOf(s);
+      if (side) this.#toPartner(side, { t: 'typing', to: side.partner, chat: side.id, on: f.on }, false);
     },
     leave: (s) => {
-      const chat = this.#chatOf(s);
-      if (chat) this.#endChat(chat, s, { self: 'you_left', partner: 'partner_left' });
+      if (this.#chatOf(s)) this.#endChat(s, 'you_left', 'partner_left');
     },
     report: (s) => this.#report(s),
     block: (s) => this.#block(s),
@@ -345,19 +529,49 @@ export class Relay {
 
   // ---- pairing ---------------------------------------------------------------
 
-  #find(session: Session, interests: string[]): void {
+  /**
+   * Looks for a stranger. The session is `queued` from the start, so a second
+   * find or a join is refused while the broker answers, and a match reported
+   * before the answer finds it waiting. `since` keeps the place in line of a
+   * session that moved here from another instance.
+   */
+  async #find(session: Session, interests: string[], since?: number): Promise<void> {
     if (session.state === 'chatting') return this.#error(session, 'already_in_chat');
     if (session.state === 'queued') return this.#error(session, 'already_queued');
     session.used = true;
-    const cooldown = this.#reports.cooldownLeft([session.id, session.address]);
-    if (cooldown > 0) return this.#error(session, 'cooldown', undefined, undefined, cooldown);
-    const outcome = this.#room.enqueue(session.id, interests);
-    if (outcome === 'queued') {
-      session.state = 'queued';
-      this.#send(session, { type: 'queued' });
-    } else if (outcome === 'full') {
-      this.#error(session, 'queue_full', undefined, undefined, 1000);
+    session.state = 'queued';
+    session.queuedTold = false;
+    const cooldown = await this.#call(
+      'reports',
+      () => this.#broker.reports.cooldownLeft([session.id, session.address]),
+      0,
+    );
+    if (!this.#stillWaiting(session)) return;
+    if (cooldown > 0) {
+      session.state = 'idle';
+      return this.#error(session, 'cooldown', undefined, undefined, cooldown);
     }
+    const ticket: Ticket = { id: session.id, node: this.#node, interests, since: since ?? this.#clock.now() };
+    session.waiting = { interests, since: ticket.since };
+    const outcome = await this.#call('matchmaker', () => this.#broker.matchmaker.find(ticket), 'unavailable');
+    if (!this.#stillWaiting(session) || session.waiting?.since !== ticket.since) return;
+    if (outcome === 'queued') return this.#tellQueued(session);
+    if (outcome === 'matched') return;
+    session.state = 'idle';
+    session.waiting = null;
+    if (outcome === 'full') this.#error(session, 'queue_full', undefined, undefined, 1000);
+    else this.#error(session, 'unavailable', undefined, undefined, UNAVAILABLE_RETRY_MS);
+  }
+
+  #stillWaiting(session: Session): boolean {
+    return session.state === 'queued' && this.sessions.get(session.id) === session;
+  }
+
+  /** Every wait sees `queued` once, before its `matched`, even when the match came first. */
+  #tellQueued(session: Session, invite?: string): void {
+    if (session.queuedTold) return;
+    session.queuedTold = true;
+    this.#send(session, invite === undefined ? { type: 'queued' } : { type: 'queued', invite });
   }
 
   #cancel(session: Session): void {
@@ -366,153 +580,387 @@ export class Relay {
     this.#send(session, { type: 'cancelled' });
   }
 
-  #join(session: Session, code: string): void {
+  async #join(session: Session, code: string): Promise<void> {
     if (session.state === 'chatting') return this.#error(session, 'already_in_chat');
+    if (session.state === 'queued' && session.inviteCode === null && session.queuedTold)
+      return this.#error(session, 'already_queued');
     session.used = true;
-    if (session.state === 'queued' && session.inviteCode === null) return this.#error(session, 'already_queued');
-    const outcome = this.invites.join(code, session.id);
+    const normalized = normalizeCode(code);
+    const outcome = await this.#call('invites', () => this.#broker.invites.join(code, session.id, this.#node), null);
+    if (this.sessions.get(session.id) !== session || session.chat !== null) {
+      // It went away or was paired meanwhile: its claim on the code must not keep the friend waiting.
+      if (outcome?.kind === 'wait') this.#settle('invites', this.#broker.invites.release(normalized, session.id));
+      return;
+    }
+    if (!outcome) return this.#error(session, 'unavailable', undefined, undefined, UNAVAILABLE_RETRY_MS);
     if (outcome.kind === 'error') return this.#error(session, outcome.code);
     // One wait at most: a session that held another code lets go of it (a second invite link was followed).
-    const normalized = normalizeCode(code);
     if (session.inviteCode !== null && session.inviteCode !== normalized) this.#leaveWaiting(session);
     if (outcome.kind === 'wait') {
       session.state = 'queued';
       session.inviteCode = normalized;
-      return this.#send(session, { type: 'queued', invite: code });
+      session.queuedTold = false;
+      return this.#tellQueued(session, code);
     }
-    const holder = this.sessions.get(outcome.partner);
-    // A holder is released from its code when it cancels or drops, so it is always here; this guards the impossible.
-    if (!holder || holder.inviteCode === null) return this.#error(session, 'invite_unknown');
-    holder.inviteCode = null;
     this.#metrics.matchWait.observe({ via: 'invite' }, outcome.waitedMs / 1000);
     this.#metrics.matchWait.observe({ via: 'invite' }, 0);
-    this.#startChat(holder, session, [], 'invite');
+    session.state = 'queued';
+    session.queuedTold = true;
+    this.#pair(
+      { id: outcome.partner, node: outcome.partnerNode, interests: [], since: 0 },
+      { id: session.id, node: this.#node, interests: [], since: 0 },
+      [],
+      'invite',
+    );
   }
 
   /** Leaves the random queue or an invite wait, if in one. */
   #leaveWaiting(session: Session): void {
     if (session.state !== 'queued') return;
-    if (session.inviteCode !== null) this.invites.release(session.inviteCode, session.id);
-    else this.#room.remove(session.id);
+    if (session.inviteCode !== null)
+      this.#settle('invites', this.#broker.invites.release(session.inviteCode, session.id));
+    else this.#settle('matchmaker', this.#broker.matchmaker.cancel(session.id));
     session.inviteCode = null;
+    session.waiting = null;
     session.state = 'idle';
   }
 
-  /** Never for a block either way; otherwise once both sides' rematch cool-downs are over. */
-  #compatibleFrom(a: string, b: string): number {
-    const sa = this.sessions.get(a);
-    const sb = this.sessions.get(b);
-    if (!sa || !sb || sa.hasBlocked(b) || sb.hasBlocked(a)) return Number.POSITIVE_INFINITY;
-    return Math.max(sa.rematchAt(b), sb.rematchAt(a));
-  }
-
-  #matchFromRoom(first: Waiter, second: Waiter, shared: string[]): void {
-    const a = this.sessions.get(first.id);
-    const b = this.sessions.get(second.id);
-    if (!a || !b) return;
-    // The newcomer learns it was queued, even if only for an instant, so every find sees the same sequence.
-    for (const s of [a, b]) if (s.state !== 'queued') this.#send(s, { type: 'queued' });
+  /** The broker paired two waiters and this instance is to start their chat. */
+  #onMatch(first: Ticket, second: Ticket, shared: string[]): void {
     const now = this.#clock.now();
     for (const w of [first, second]) this.#metrics.matchWait.observe({ via: 'random' }, (now - w.since) / 1000);
-    this.#startChat(a, b, shared, 'random');
+    this.#pair(first, second, shared, 'random');
   }
 
-  #startChat(a: Session, b: Session, interests: string[], via: PairedVia): void {
-    const chat = new Chat(newChatId(), a, b, this.buffer.newLane(), this.buffer.newLane(), interests, via);
-    for (const s of [a, b]) {
-      s.state = 'chatting';
-      s.chat = chat;
-      s.pendingEnd = null;
-      // Message ids belong to one chat.
-      s.releaseMessage();
-    }
-    this.#activeChats++;
+  /** Tells both sides (on whatever instance) that they are paired; `a` starts the chat (initiator). */
+  #pair(a: Ticket, b: Ticket, interests: string[], via: PairedVia): void {
+    const chat = newChatId();
     this.#metrics.matches.inc({ via });
-    this.#send(a, { type: 'matched', chat: chat.id, interests, initiator: true, via });
-    this.#send(b, { type: 'matched', chat: chat.id, interests, initiator: false, via });
+    const tell = (to: Ticket, partner: Ticket, initiator: boolean): Envelope => ({
+      t: 'matched',
+      to: to.id,
+      chat,
+      partner: partner.id,
+      node: partner.node,
+      interests,
+      initiator,
+      via,
+    });
+    this.#deliver(a.node, tell(a, b, true));
+    this.#deliver(b.node, tell(b, a, false));
   }
 
-  #endChat(chat: Chat, by: Session, reasons: { self: EndReason; partner: EndReason }): void {
-    const now = this.#clock.now();
-    const until = now + this.#config.rematchCooldownMs;
-    for (const s of chat.members) {
-      this.buffer.release(chat.inboxOf(s));
-      s.releaseMessage();
-      s.chat = null;
-      s.state = 'idle';
-      if (!s.conn) this.sessions.chatEnded(s);
-      s.rememberPartner(chat.partnerOf(s).id, until, now);
-      const reason = s === by ? reasons.self : reasons.partner;
-      if (s.conn) this.#send(s, { type: 'ended', reason });
-      else if (s !== by) s.pendingEnd = reason;
+  #onMatched(session: Session, env: Extract<Envelope, { t: 'matched' }>): void {
+    if (session.state !== 'queued') {
+      // It cancelled or was paired otherwise while the match was on its way: the other side's chat ends at once.
+      this.#sendTo(env.node, {
+        t: 'end',
+        to: env.partner,
+        chat: env.chat,
+        reason: 'partner_left',
+      });
+      return;
     }
-    this.#activeChats--;
+    const invite = session.inviteCode;
+    if (!session.queuedTold) this.#tellQueued(session, invite === null ? undefined : invite);
+    const side = new ChatSide(
+      env.chat,
+      env.partner,
+      env.node,
+      this.buffer.newLane(),
+      env.interests,
+      env.initiator,
+      env.via,
+    );
+    session.state = 'chatting';
+    session.chat = side;
+    session.inviteCode = null;
+    session.waiting = null;
+    session.queuedTold = false;
+    session.pendingEnd = null;
+    // Message ids belong to one chat.
+    session.releaseMessage();
+    this.#send(session, {
+      type: 'matched',
+      chat: env.chat,
+      interests: env.interests,
+      initiator: env.initiator,
+      via: env.via,
+    });
+  }
+
+  /** Ends `session`'s chat: its own side now, the partner's through an `end`. */
+  #endChat(session: Session, self: EndReason, partner: EndReason, reporter?: string): void {
+    const side = session.chat;
+    if (!side) return;
+    const until = this.#clock.now() + this.#config.rematchCooldownMs;
+    this.#settle('matchmaker', this.#broker.matchmaker.rememberPair(session.id, side.partner, until));
+    this.#closeSide(session, side, self);
+    const end = this.#endFor(side, partner);
+    if (reporter !== undefined) end.reporter = reporter;
+    this.#toPartner(side, end);
+  }
+
+  #endFor(side: { chat?: string; id?: string; partner: string }, reason: EndReason): Extract<Envelope, { t: 'end' }> {
+    return { t: 'end', to: side.partner, chat: side.id ?? side.chat ?? '', reason };
+  }
+
+  /** This session's side of its chat is over; it is told, now or on resume. */
+  #closeSide(session: Session, side: ChatSide, reason: EndReason): void {
+    this.buffer.release(side.inbox);
+    side.inflight = null;
+    session.releaseMessage();
+    session.chat = null;
+    session.state = 'idle';
+    this.#orphans.get(session)?.cancel();
+    this.#orphans.delete(session);
+    if (!session.conn) this.sessions.chatEnded(session);
+    if (session.conn) this.#send(session, { type: 'ended', reason });
+    else session.pendingEnd = reason;
   }
 
   #report(session: Session): void {
-    const chat = this.#chatOf(session);
-    if (!chat) return;
-    const partner = chat.partnerOf(session);
-    this.#blockPair(session, partner);
-    this.#reports.report([partner.id, partner.address], session.address);
+    const side = this.#chatOf(session);
+    if (!side) return;
+    this.#settle('matchmaker', this.#broker.matchmaker.block(session.id, side.partner));
     this.#metrics.reports.inc();
-    this.#endChat(chat, session, { self: 'you_reported', partner: 'partner_left' });
+    this.#endChat(session, 'you_reported', 'partner_left', session.address);
   }
 
   #block(session: Session): void {
-    const chat = this.#chatOf(session);
-    if (!chat) return;
-    this.#blockPair(session, chat.partnerOf(session));
+    const side = this.#chatOf(session);
+    if (!side) return;
+    this.#settle('matchmaker', this.#broker.matchmaker.block(session.id, side.partner));
     this.#metrics.blocks.inc();
-    this.#endChat(chat, session, { self: 'you_blocked', partner: 'partner_left' });
-  }
-
-  #blockPair(a: Session, b: Session): void {
-    a.block(b.id);
-    b.block(a.id);
+    this.#endChat(session, 'you_blocked', 'partner_left');
   }
 
   // ---- messages --------------------------------------------------------------
 
   #msg(session: Session, f: MsgFrame): void {
-    const chat = session.chat;
-    if (!chat) return this.#error(session, 'not_in_chat', f.id);
-    const recipient = chat.partnerOf(session);
-    const inbox = chat.inboxOf(recipient);
-    const { seq, duplicate } = this.buffer.assignSeq(inbox, f.id);
+    const side = session.chat;
+    if (!side) return this.#error(session, 'not_in_chat', f.id);
+    const ts = this.#clock.now();
+    if (side.partnerNode === this.#node) {
+      const partner = this.sessions.get(side.partner);
+      const inbox = partner?.chat;
+      // Both sides here end together, so the partner is always here; this guards the impossible.
+      if (!partner || !inbox || inbox.id !== side.id) return this.#error(session, 'not_in_chat', f.id);
+      return this.#stored(session, side, f.id, this.#store(partner, inbox, f.id, f.body, f.kind, ts));
+    }
+    const env: Envelope = {
+      t: 'msg',
+      to: side.partner,
+      chat: side.id,
+      from: session.id,
+      node: this.#node,
+      id: f.id,
+      body: f.body,
+      ts,
+    };
+    if (f.kind !== undefined) env.kind = f.kind;
+    if (!this.#broker.send(side.partnerNode, env)) {
+      // Nothing was sent: the client keeps the message and sends it again, in order (like a rate refusal).
+      const now = this.#clock.now();
+      session.holdMessage(f.id, now + UNAVAILABLE_RETRY_MS + HOLD_GRACE_MS);
+      return this.#error(session, 'unavailable', f.id, undefined, UNAVAILABLE_RETRY_MS);
+    }
+    side.inflight ??= new Map();
+    side.inflight.set(f.id, env);
+  }
+
+  /**
+   * The recipient's side takes a message: a seq from its inbox (the one
+   * already given, for a retry), buffered before it is written, because the
+   * buffer, not the socket, is what a resume trusts. Returns the seq.
+   */
+  #store(recipient: Session, side: ChatSide, id: string, body: string, kind: string | undefined, ts: number): number {
+    const inbox = side.inbox;
+    const { seq, duplicate } = this.buffer.assignSeq(inbox, id);
     if (!duplicate) {
-      const ts = this.#clock.now();
-      const frame = encodeMsg(seq, f.id, f.body, f.kind, ts);
-      // Buffered before it is written: the buffer, not the socket, is what a resume trusts.
+      const frame = encodeMsg(seq, id, body, kind, ts);
       this.buffer.append(inbox, seq, frame, ts);
       this.#metrics.messagesRelayed.inc();
       recipient.conn?.send(frame);
     }
-    session.conn?.send(encodeSent(f.id, seq));
+    return seq;
+  }
+
+  /** The partner's side stored the sender's message as `seq`. */
+  #stored(sender: Session, side: ChatSide, id: string, seq: number): void {
+    if (seq > side.sentSeq) side.sentSeq = seq;
+    side.inflight?.delete(id);
+    sender.conn?.send(encodeSent(id, seq));
   }
 
   #ack(session: Session, seq: number): void {
-    const chat = this.#chatOf(session);
-    if (!chat) return;
-    const inbox = chat.inboxOf(session);
+    const side = this.#chatOf(session);
+    if (!side) return;
+    const inbox = side.inbox;
     if (seq > inbox.lastSeq) return this.#error(session, 'bad_field', undefined, 'ack seq is beyond the last message.');
-    if (this.buffer.ack(inbox, seq)) this.#send(chat.partnerOf(session), { type: 'delivered', seq });
+    if (this.buffer.ack(inbox, seq)) this.#toPartner(side, { t: 'delivered', to: side.partner, chat: side.id, seq });
   }
 
   #read(session: Session, seq: number): void {
-    const chat = this.#chatOf(session);
-    if (!chat) return;
-    const inbox = chat.inboxOf(session);
+    const side = this.#chatOf(session);
+    if (!side) return;
+    const inbox = side.inbox;
     if (seq > inbox.lastSeq)
       return this.#error(session, 'bad_field', undefined, 'read seq is beyond the last message.');
     if (seq <= inbox.readSeq) return;
     inbox.readSeq = seq;
-    this.#send(chat.partnerOf(session), { type: 'read', seq });
+    this.#toPartner(side, { t: 'read', to: side.partner, chat: side.id, seq });
   }
 
-  #chatOf(session: Session): Chat | null {
+  #chatOf(session: Session): ChatSide | null {
     if (!session.chat) this.#error(session, 'not_in_chat');
     return session.chat;
+  }
+
+  #presence(side: ChatSide, here: boolean): Envelope {
+    return { t: 'presence', to: side.partner, chat: side.id, here, node: this.#node };
+  }
+
+  // ---- envelopes: what the other side of a chat says -------------------------
+
+  readonly #envelopeHandlers: EnvelopeHandlers = {
+    matched: (s, e) => this.#onMatched(s, e),
+    msg: (s, e) => {
+      const side = s.chat;
+      if (!side || side.id !== e.chat) return;
+      this.#metrics.crossDelivery.observe(Math.max(0, this.#clock.now() - e.ts) / 1000);
+      const seq = this.#store(s, side, e.id, e.body, e.kind, e.ts);
+      this.#sendTo(e.node, { t: 'stored', to: e.from, chat: e.chat, id: e.id, seq });
+    },
+    stored: (s, e) => {
+      const side = s.chat;
+      if (side && side.id === e.chat) this.#stored(s, side, e.id, e.seq);
+    },
+    delivered: (s, e) => {
+      const side = s.chat;
+      if (!side || side.id !== e.chat || e.seq <= side.deliveredSeq) return;
+      side.deliveredSeq = e.seq;
+      this.#send(s, { type: 'delivered', seq: e.seq });
+    },
+    read: (s, e) => {
+      const side = s.chat;
+      if (!side || side.id !== e.chat || e.seq <= side.readSeq) return;
+      side.readSeq = e.seq;
+      this.#send(s, { type: 'read', seq: e.seq });
+    },
+    typing: (s, e) => {
+      if (s.chat?.id === e.chat) this.#send(s, { type: 'typing', on: e.on });
+    },
+    presence: (s, e) => {
+      const side = s.chat;
+      if (!side || side.id !== e.chat) return;
+      side.partnerNode = e.node;
+      this.#orphans.get(s)?.cancel();
+      this.#orphans.delete(s);
+      if (side.partnerHere === e.here) return;
+      side.partnerHere = e.here;
+      this.#send(s, { type: 'partner', state: e.here ? 'back' : 'away' });
+    },
+    end: (s, e) => {
+      const side = s.chat;
+      if (!side || side.id !== e.chat) return;
+      if (e.reporter !== undefined) this.#settle('reports', this.#broker.reports.report([s.id, s.address], e.reporter));
+      this.#closeSide(s, side, e.reason);
+    },
+    adopt: (s, e) => this.#giveAway(s, e),
+    adopted: (_s, e) => this.#onAdopted(e),
+  };
+
+  #onEnvelope(env: Envelope): void {
+    if (this.#closed) return;
+    if (env.t === 'adopted') return this.#onAdopted(env);
+    const session = this.sessions.get(env.to);
+    if (session) {
+      const handler = this.#envelopeHandlers[env.t] as (s: Session, e: Envelope) => void;
+      return handler(session, env);
+    }
+    const moved = this.#movedTo.get(env.to);
+    if (moved) return void this.#sendTo(moved.node, env);
+    // Nobody here by that name: answer what must be answered, so no one waits on a session that is gone.
+    if (env.t === 'adopt') this.#sendTo(env.node, { t: 'adopted', to: env.to, req: env.req, snapshot: null });
+    else if (env.t === 'msg')
+      this.#sendTo(env.node, { t: 'end', to: env.from, chat: env.chat, reason: 'partner_gone' });
+    else if (env.t === 'matched')
+      this.#sendTo(env.node, { t: 'end', to: env.partner, chat: env.chat, reason: 'partner_gone' });
+  }
+
+  /** To the partner's side: handled here at once if the partner is here, else sent over the bus. */
+  #toPartner(side: ChatSide, env: Envelope, keepIfDown = true): void {
+    this.#deliver(side.partnerNode, env, keepIfDown);
+  }
+
+  #deliver(node: string, env: Envelope, keepIfDown = true): void {
+    if (node === this.#node) this.#onEnvelope(env);
+    else this.#sendTo(node, env, keepIfDown);
+  }
+
+  /** Over the bus; kept for later if it is down (unless it is only worth sending now, like typing). */
+  #sendTo(node: string, env: Envelope, keepIfDown = true): void {
+    if (node === this.#node) return this.#onEnvelope(env);
+    if (this.#broker.send(node, env) || !keepIfDown) return;
+    if (this.#unsent.length >= this.#config.maxSessions) this.#unsent.shift();
+    this.#unsent.push({ node, env });
+  }
+
+  /** The bus is back: what waited is sent, in order, then messages that may have been lost in flight. */
+  #onBusBack(): void {
+    const unsent = this.#unsent;
+    this.#unsent = [];
+    for (const { node, env } of unsent) this.#sendTo(node, env);
+    for (const s of this.sessions.values()) {
+      this.#claim(s.id);
+      const side = s.chat;
+      if (side?.inflight) for (const env of side.inflight.values()) this.#broker.send(side.partnerNode, env);
+      if (side && side.partnerNode !== this.#node) {
+        // Marks are idempotent: sending them again repairs any lost while the bus was down.
+        this.#toPartner(side, this.#presence(side, s.conn !== null));
+        if (side.inbox.ackedSeq > 0)
+          this.#toPartner(side, { t: 'delivered', to: side.partner, chat: side.id, seq: side.inbox.ackedSeq });
+        if (side.inbox.readSeq > 0)
+          this.#toPartner(side, { t: 'read', to: side.partner, chat: side.id, seq: side.inbox.readSeq });
+      }
+      if (s.state === 'queued' && s.inviteCode === null && s.waiting) {
+        const w = s.waiting;
+        this.#settle('matchmaker', this.#broker.matchmaker.find({ id: s.id, node: this.#node, ...w }));
+      } else if (s.state === 'queued' && s.inviteCode !== null) {
+        this.#settle('invites', this.#broker.invites.join(s.inviteCode, s.id, this.#node));
+      }
+    }
+  }
+
+  /**
+   * Another instance is gone (its liveness expired). Partners it held are away
+   * now; each chat ends for good unless its partner resumes somewhere within
+   * the resume window (a `presence` from its new instance cancels the end).
+   */
+  #onNodeGone(node: string): void {
+    // An instance that died will not answer: its sessions' clients get a fresh identity now, not in 3 s.
+    for (const pending of [...this.#adoptions.values()]) if (pending.node === node) pending.giveUp();
+    for (const [id, moved] of this.#movedTo) {
+      if (moved.node !== node) continue;
+      moved.timer.cancel();
+      this.#movedTo.delete(id);
+    }
+    for (const s of this.sessions.values()) {
+      const side = s.chat;
+      if (!side || side.partnerNode !== node || this.#orphans.has(s)) continue;
+      if (side.partnerHere) {
+        side.partnerHere = false;
+        this.#send(s, { type: 'partner', state: 'away' });
+      }
+      this.#orphans.set(
+        s,
+        this.#clock.schedule(this.#config.resumeWindowMs, () => {
+          this.#orphans.delete(s);
+          if (s.chat === side) this.#closeSide(s, side, 'partner_gone');
+        }),
+      );
+    }
   }
 
   // ---- output ------------------------------------------------------------------
@@ -535,6 +983,21 @@ export class Relay {
     conn.close(closeCode(reason), reason);
   }
 
+  /** A store call's answer, or `fallback` if it failed (the broker is down or timed out). */
+  async #call<T, F>(what: string, fn: () => Promise<T>, fallback: F): Promise<T | F> {
+    try {
+      return await fn();
+    } catch (err) {
+      this.#onFault(what, err);
+      return fallback;
+    }
+  }
+
+  /** A store call nobody waits for; a failure is reported, never thrown. */
+  #settle(what: string, p: Promise<unknown>): void {
+    p.catch((err: unknown) => this.#onFault(what, err));
+  }
+
   /** Tells every connected client the server is going away. */
   announceDraining(): void {
     const frame = encode({ type: 'draining' });
@@ -547,13 +1010,30 @@ export class Relay {
     for (const s of [...this.sessions.values()]) {
       if (s.conn) this.#close(s.conn, 'going_away');
       s.expiry?.cancel();
-      this.#room.remove(s.id);
+      if (s.state === 'queued' && s.inviteCode === null)
+        this.#settle('matchmaker', this.#broker.matchmaker.cancel(s.id));
     }
+    for (const t of this.#orphans.values()) t.cancel();
+    this.#orphans.clear();
+    for (const m of this.#movedTo.values()) m.timer.cancel();
+    this.#movedTo.clear();
+    for (const p of this.#adoptions.values()) {
+      p.timer.cancel();
+      p.resolve(null);
+    }
+    this.#adoptions.clear();
     this.sessions.clear();
   }
 
   /** Expired entries are dropped lazily; call this now and then so memory figures stay true. */
   sweep(): void {
     this.buffer.purgeStale();
+  }
+
+  /** Keeps every shared key about this instance's sessions alive (call well within the resume window). */
+  refreshShared(): void {
+    if (!this.#broker.clustered || !this.#broker.up) return;
+    const ids = [...this.sessions.values()].map((s) => s.id);
+    this.#settle('directory', this.#broker.directory.refresh(ids, this.#node));
   }
 }

@@ -3,13 +3,15 @@
  * window, and holds the per-identity limits so reconnecting does not reset them.
  */
 import type { AddressKey } from './address.js';
-import type { Chat } from './chat.js';
+import type { ChatSide } from './chat.js';
 import type { TimerHandle } from './clock.js';
 import { type BucketPolicy, msUntilToken, takeToken } from './limits.js';
 import type { EndReason, SessionState } from './protocol.js';
 
 /** What the core needs from a socket; ws-handler implements it over uWebSockets.js. */
 export interface Connection {
+  /** True once the socket is closed (by either side). */
+  readonly closed: boolean;
   /** Sends one text frame. Never throws; a closed connection drops it. */
   send(frame: string): void;
   /** Closes with a code from the catalogue in errors.ts. */
@@ -34,10 +36,10 @@ class Rare {
   expiry: TimerHandle | null = null;
   /** A chat that ended while this session was away, told on resume. */
   pendingEnd: EndReason | null = null;
-  /** Sessions never to be paired with again (blocks and reports either way). */
-  blocked: Set<string> | null = null;
-  /** Recent partners -> time until which a random rematch is refused. */
-  recentPartners: Map<string, number> | null = null;
+  /** The random wait this session is in: what it asked for and since when (its place if it moves). */
+  waiting: { interests: string[]; since: number } | null = null;
+  /** Whether `queued` was sent for the current wait (a match may be reported before the find returns). */
+  queuedTold = false;
   /** The protocol-violation bucket (see limits.ts: one number, `fullAt`). */
   violationsFullAt = 0;
   /**
@@ -51,7 +53,7 @@ class Rare {
 export class Session {
   conn: Connection | null = null;
   state: SessionState = 'idle';
-  chat: Chat | null = null;
+  chat: ChatSide | null = null;
   /** Has looked for a partner (find or join): worth the full resume window. */
   used = false;
   /** Frames refused for rate in a row. */
@@ -142,25 +144,17 @@ export class Session {
     return true;
   }
 
-  block(otherId: string): void {
-    const rare = this.#more();
-    rare.blocked ??= new Set();
-    rare.blocked.add(otherId);
+  get waiting(): { interests: string[]; since: number } | null {
+    return this.#rare?.waiting ?? null;
+  }
+  set waiting(w: { interests: string[]; since: number } | null) {
+    if (w !== null || this.#rare) this.#more().waiting = w;
   }
 
-  hasBlocked(otherId: string): boolean {
-    return this.#rare?.blocked?.has(otherId) ?? false;
+  get queuedTold(): boolean {
+    return this.#rare?.queuedTold ?? false;
   }
-
-  rememberPartner(partnerId: string, until: number, now: number): void {
-    const rare = this.#more();
-    rare.recentPartners ??= new Map();
-    for (const [id, t] of rare.recentPartners) if (t <= now) rare.recentPartners.delete(id);
-    rare.recentPartners.set(partnerId, until);
-  }
-
-  /** When a random rematch with `partnerId` is allowed again (0 if it always was). */
-  rematchAt(partnerId: string): number {
-    return this.#rare?.recentPartners?.get(partnerId) ?? 0;
+  set queuedTold(told: boolean) {
+    if (told || this.#rare) this.#more().queuedTold = told;
   }
 }

@@ -33,10 +33,18 @@ export function createShutdown({
     watchdog.unref();
     server.beginDrain();
     setTimeout(() => {
-      server.close();
-      clearTimeout(watchdog);
-      logger.info('closed');
-      exit(0);
+      server.close().then(
+        () => {
+          clearTimeout(watchdog);
+          logger.info('closed');
+          exit(0);
+        },
+        () => {
+          clearTimeout(watchdog);
+          logger.error('close failed');
+          exit(1);
+        },
+      );
     }, graceMs);
   };
 }

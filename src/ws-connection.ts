@@ -90,8 +90,10 @@ export class UwsConnection implements Connection {
     this.closed = true;
     this.#queue = null;
     this.options.onClose(code);
+    const ws = this.#ws;
     try {
-      this.#ws?.end(code, reason);
+      // Corked, so an end from outside a uWS callback (an envelope from another instance) is written at once.
+      ws?.cork(() => ws.end(code, reason));
     } catch {
       // Already closed by the peer in the meantime: nothing left to end.
     }

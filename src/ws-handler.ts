@@ -29,6 +29,10 @@ interface SocketData {
 class SocketState extends UwsConnection {
   session: Session | null = null;
   helloTimer: TimerHandle | null = null;
+  /** Frames that came while the hello was being answered by another instance (a resume from elsewhere). */
+  pending: (string | null)[] | null = null;
+  /** The client closed with 1000 or 1001 (it is done), in case that happens while the hello is pending. */
+  leaving = false;
 
   constructor(
     readonly address: AddressKey,
@@ -72,6 +76,21 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
     replyJson(res, status, { error: reason }, { headers, closeConnection: true });
   };
 
+  /** A hello answered later: the session takes the frames that waited, or learns its socket is already gone. */
+  const adopted = (conn: SocketState, session: Session | null): void => {
+    const waiting = conn.pending ?? [];
+    conn.pending = null;
+    conn.session = session;
+    if (!session) return;
+    try {
+      if (conn.closed) return relay.disconnected(session, conn, conn.leaving);
+      for (const text of waiting) if (conn.session && !conn.closed) relay.receive(session, text);
+    } catch (err) {
+      logger.error({ err: errorSummary(err) }, 'unexpected error while handling a frame');
+      closeWith(conn, 'internal_error');
+    }
+  };
+
   return {
     // compression stays at its default, DISABLED: per-message deflate costs memory per socket and CPU per frame.
     maxPayloadLength: config.maxPayloadBytes,
@@ -86,7 +105,7 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const origin = req.getHeader('origin');
-      const address = requestAddress(res, req, config);
+      const address = requestAddress(res, req, config, deps.keys.address);
       // uWebSockets.js upgrades anything with a 24-character key; RFC 6455 asks for more (section 4.2.1).
       if (!isWebSocketHandshake(req.getHeader('upgrade'), req.getHeader('connection'), key))
         return refuse(res, '400 Bad Request', 'bad_handshake');
@@ -120,13 +139,31 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
         // toString copies: uWS reuses `message` once this handler returns.
         const text = isBinary ? null : Buffer.from(message).toString('utf8');
         if (conn.session) return relay.receive(conn.session, text);
+        if (conn.pending) {
+          // Bounded: a client that floods before its welcome is closed like any flood.
+          if (conn.pending.length >= config.rateLimitBurst) return closeWith(conn, 'flood');
+          conn.pending.push(text);
+          return;
+        }
         // Before hello, only a well-formed hello is acceptable.
         const decoded = text === null ? null : decodeClientFrame(text, config);
         if (!decoded?.ok || decoded.frame.type !== 'hello') return closeWith(conn, 'protocol_violation');
         if (decoded.frame.v !== PROTOCOL_VERSION) return closeWith(conn, 'unsupported_version');
         conn.helloTimer?.cancel();
         conn.helloTimer = null;
-        conn.session = relay.hello(conn, decoded.frame, conn.address);
+        const session = relay.hello(conn, decoded.frame, conn.address);
+        if (!(session instanceof Promise)) {
+          conn.session = session;
+          return;
+        }
+        conn.pending = [];
+        session.then(
+          (s) => adopted(conn, s),
+          (err: unknown) => {
+            logger.error({ err: errorSummary(err) }, 'unexpected error while resuming a session');
+            closeWith(conn, 'internal_error');
+          },
+        );
       } catch (err) {
         logger.error({ err: errorSummary(err) }, 'unexpected error while handling a frame');
         closeWith(conn, 'internal_error');
@@ -139,6 +176,7 @@ export function wsBehavior(deps: EdgeDeps): WebSocketBehavior<SocketData> {
       // reloads): no resume will come. A drop (1006), any other code, or a close of ours keeps the session.
       const leaving = !conn.closed && (code === 1000 || code === 1001);
       conn.closed = true;
+      conn.leaving = leaving;
       conn.helloTimer?.cancel();
       perAddress.release(conn.address);
       relay.connectionClosed();

@@ -75,7 +75,7 @@ t.test('metrics expose the figures ops read', async (t) => {
   t.match(
     text,
     new RegExp(
-      `^relay_build_info\\{version="\\d+\\.\\d+\\.\\d+",node="${process.versions.node}",uws="[^"]+@\\d[^"]*"\\} 1$`,
+      `^relay_build_info\\{version="\\d+\\.\\d+\\.\\d+",node="${process.versions.node}",uws="[^"]+@\\d[^"]*",instance="[0-9a-f]{12}"\\} 1$`,
       'm',
     ),
     'build info names the version, Node and the uWebSockets.js package',

@@ -70,9 +70,7 @@ t.test(`${CLIENTS} simultaneous finds pair into exactly ${CLIENTS / 2} chats`, a
   const agree = [...members.entries()].every(([chat, [x, y]]) => {
     const sx = relay.sessions.get(x as string);
     const sy = relay.sessions.get(y as string);
-    return (
-      sx?.chat?.id === chat && sx.chat === sy?.chat && sx.chat.partnerOf(sx) === sy && sy.chat.partnerOf(sy) === sx
-    );
+    return sx?.chat?.id === chat && sy?.chat?.id === chat && sx.chat.partner === sy.id && sy.chat.partner === sx.id;
   });
   t.ok(agree, "the server pairs each client with the one its matched frame's chat names, and no one else");
   t.equal(relay.stats().queueLength, 0, 'nobody is left alone in the queue');

@@ -3,6 +3,7 @@ import t from 'tap';
 import { forwardedAddress, limitedUnit } from '../src/address.js';
 import { ConfigError, loadConfig, settings } from '../src/config.js';
 import { constantTimeEqual, newIdentity, tokenMatches } from '../src/identity.js';
+import { clusterKeys, randomKeys } from '../src/keys.js';
 import { TokenBucket } from '../src/limits.js';
 import {
   decodeClientFrame,
@@ -38,16 +39,31 @@ t.test('config: defaults, parsing, all problems at once, frozen', async (t) => {
 });
 
 t.test('identity: token check is exact', async (t) => {
-  const id = newIdentity();
-  const other = newIdentity();
+  const key = randomKeys().token;
+  const id = newIdentity(key);
+  const other = newIdentity(key);
   t.match(id.token, /^[A-Za-z0-9_-]{43}$/, '256 bits, base64url');
-  t.equal(tokenMatches(id.id, id.token), true);
-  t.equal(tokenMatches(id.id, other.token), false, "another session's token");
-  t.equal(tokenMatches(other.id, id.token), false);
-  t.equal(tokenMatches(id.id, `${id.token}x`), false);
-  t.equal(tokenMatches(id.id, `${id.token.slice(0, -1)}${id.token.endsWith('A') ? 'B' : 'A'}`), false);
-  t.equal(tokenMatches(id.id, id.token.slice(0, -1)), false, 'a prefix');
-  t.equal(tokenMatches(id.id, ''), false);
+  t.equal(tokenMatches(key, id.id, id.token), true);
+  t.equal(tokenMatches(key, id.id, other.token), false, "another session's token");
+  t.equal(tokenMatches(key, other.id, id.token), false);
+  t.equal(tokenMatches(key, id.id, `${id.token}x`), false);
+  t.equal(tokenMatches(key, id.id, `${id.token.slice(0, -1)}${id.token.endsWith('A') ? 'B' : 'A'}`), false);
+  t.equal(tokenMatches(key, id.id, id.token.slice(0, -1)), false, 'a prefix');
+  t.equal(tokenMatches(key, id.id, ''), false);
+  t.equal(tokenMatches(randomKeys().token, id.id, id.token), false, 'another key (another process alone)');
+});
+
+t.test('keys: every instance sharing CLUSTER_SECRET derives the same keys, and no other secret does', async (t) => {
+  const secret = Buffer.alloc(32, 7);
+  const a = clusterKeys(secret);
+  const b = clusterKeys(Buffer.from(secret));
+  t.same(a.token, b.token);
+  t.same(a.address, b.address);
+  t.notSame(a.token, a.address, 'one key per use');
+  t.notSame(clusterKeys(Buffer.alloc(32, 8)).token, a.token);
+  t.notSame(a.token, secret, 'the secret itself is never the key');
+  const id = newIdentity(a.token);
+  t.equal(tokenMatches(b.token, id.id, id.token), true, "another instance checks this instance's token");
 });
 
 t.test('identity: the constant-time comparison tokens are checked with', async (t) => {

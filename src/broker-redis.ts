@@ -1,0 +1,552 @@
+/**
+ * The Redis Broker: several instances form one relay through one Redis or a
+ * Redis Cluster. The only file that imports ioredis.
+ *
+ * - Bus: one channel per instance (`<prefix>{node:<id>}`); envelopes for a
+ *   session go to its instance's channel. PUBLISH on one Redis, SPUBLISH
+ *   (sharded pub/sub, Redis 7) on a cluster. One publishing connection keeps
+ *   each instance's envelopes in order.
+ * - Shared state: Lua scripts (redis-scripts.ts), each atomic on the `{mq}`
+ *   slot: the waiting room, blocks and rematch cool-downs, invites, reports,
+ *   instance liveness. Directory keys (`<prefix>d:<id>`) spread over slots.
+ * - Liveness: a heartbeat every HEARTBEAT_MS renews this instance in a sorted
+ *   set with an expiry LIVENESS_MS ahead, and returns the live ones; an
+ *   instance missing from it is gone (BrokerEvents.nodeGone). It doubles as
+ *   the health probe: the broker is down from the first failed beat or lost
+ *   connection, and up again after the first good beat on both connections.
+ * - While down, pairing goes on among this instance's own sessions (a local
+ *   waiting room); the relay refuses cross-instance sends (`unavailable`).
+ *
+ * Redis never persists anything the relay writes: every key has a TTL of at
+ * most the resume window (refreshed while its owner lives) or is deleted when
+ * its owner goes, and the scripts and docs start Redis with
+ * `--save "" --appendonly no`. No message body, token or address is written
+ * to a key; bodies cross only inside published envelopes.
+ */
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type {
+  Broker,
+  BrokerEvents,
+  BrokerStats,
+  Directory,
+  FindOutcome,
+  InviteStore,
+  JoinOutcome,
+  Matchmaker,
+  ReportStore,
+  Ticket,
+} from './broker.js';
+import type { Clock, TimerHandle } from './clock.js';
+import type { Config } from './config.js';
+import { decodeEnvelope, type Envelope, encodeEnvelope } from './envelope.js';
+import { normalizeCode, randomCode } from './invites.js';
+import type { Logger } from './logger.js';
+import { WaitingRoom } from './pairing.js';
+import * as lua from './redis-scripts.js';
+
+/** How often this instance says it is alive (and checks Redis and the others). */
+export const HEARTBEAT_MS = 1000;
+/** How long a beat keeps an instance alive: a dead one is invisible after at most this plus one beat. */
+export const LIVENESS_MS = 4500;
+/** Waiters looked at per queue per find: the oldest ones (FIFO), with room to skip incompatible ones. */
+const SCAN = 64;
+/** Sessions refreshed per script call. */
+const TOUCH_BATCH = 500;
+
+type Script = (key: string, ...args: (string | number)[]) => Promise<unknown>;
+type Client = Redis | Cluster;
+
+export interface RedisBrokerOptions {
+  config: Config;
+  clock: Clock;
+  logger: Logger;
+  nodeId: string;
+}
+
+const SCRIPTS = {
+  relayFind: lua.FIND,
+  relayCancel: lua.CANCEL,
+  relayRemember: lua.REMEMBER,
+  relayHeartbeat: lua.HEARTBEAT,
+  relayLeave: lua.LEAVE,
+  relayInviteCreate: lua.INVITE_CREATE,
+  relayInviteJoin: lua.INVITE_JOIN,
+  relayInviteRelease: lua.INVITE_RELEASE,
+  relayReport: lua.REPORT,
+  relayCooldown: lua.COOLDOWN,
+  relayTouch: lua.TOUCH,
+  relayForget: lua.FORGET,
+} as const;
+
+export class RedisBroker implements Broker {
+  readonly nodeId: string;
+  readonly clustered = true;
+  readonly matchmaker: RedisMatchmaker;
+  readonly invites: InviteStore;
+  readonly reports: ReportStore;
+  readonly directory: Directory;
+  readonly #config: Config;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #cmd: Client;
+  readonly #sub: Client;
+  readonly #sharded: boolean;
+  readonly #channel: string;
+  /** `<prefix>{mq}:`, the one key every script is given. */
+  readonly mq: string;
+  #events: BrokerEvents | null = null;
+  #up = false;
+  #everUp = false;
+  #closed = false;
+  #live = new Set<string>();
+  #openInvites = 0;
+  #beat: ReturnType<typeof setInterval> | null = null;
+  #beating = false;
+  readonly #counts = { publishes: 0, receives: 0, errors: 0, reconnects: 0 };
+
+  constructor({ config, clock, logger, nodeId }: RedisBrokerOptions) {
+    this.nodeId = nodeId;
+    this.#config = config;
+    this.#clock = clock;
+    this.#logger = logger;
+    const prefix = config.redisPrefix;
+    this.mq = `${prefix}{mq}:`;
+    this.#sharded = config.redisClusterNodes.length > 0;
+    this.#channel = this.channelOf(nodeId);
+    const options: RedisOptions = {
+      lazyConnect: true,
+      // Fail fast while disconnected: the relay answers `unavailable` rather than hold a client on a queue.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: 1000,
+      // ioredis's default backs off to 2 s and more; a Redis that is back must be used within 2 s.
+      retryStrategy: (times) => Math.min(100 * times, 500),
+      connectionName: `relay-${nodeId}`,
+    };
+    if (this.#sharded) {
+      const nodes = config.redisClusterNodes.map((n) => {
+        const [host = '127.0.0.1', port = '6379'] = n.split(':');
+        return { host, port: Number(port) };
+      });
+      const clusterOptions = {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        shardedSubscribers: true,
+        clusterRetryStrategy: (times: number) => Math.min(100 * times, 500),
+        redisOptions: options,
+      };
+      this.#cmd = new Cluster(nodes, clusterOptions);
+      this.#sub = new Cluster(nodes, clusterOptions);
+    } else {
+      this.#cmd = new Redis(config.redisUrl, { ...options, enableAutoPipelining: true });
+      this.#sub = new Redis(config.redisUrl, options);
+    }
+    for (const [name, source] of Object.entries(SCRIPTS))
+      this.#cmd.defineCommand(name, { numberOfKeys: 1, lua: source });
+    for (const client of [this.#cmd, this.#sub]) {
+      client.on('error', () => {
+        // Counted and acted on through 'close' and the heartbeat; ioredis logs nothing itself.
+        this.#counts.errors++;
+      });
+      client.on('close', () => this.#setUp(false));
+      client.on('ready', () => void this.#heartbeat());
+    }
+    const onMessage = (_channel: string, text: string) => {
+      this.#counts.receives++;
+      const env = decodeEnvelope(text);
+      if (!env) return this.#logger.warn('dropped a malformed envelope');
+      this.#events?.envelope(env);
+    };
+    if (this.#sharded) this.#sub.on('smessage', onMessage);
+    else this.#sub.on('message', onMessage);
+    this.matchmaker = new RedisMatchmaker(this, config, clock);
+    this.invites = new RedisInvites(this, config, clock);
+    this.reports = new RedisReports(this, config, clock);
+    this.directory = new RedisDirectory(this, config);
+  }
+
+  channelOf(node: string): string {
+    return `${this.#config.redisPrefix}{node:${node}}`;
+  }
+
+  /** Runs a script on the `{mq}` slot. */
+  run(name: keyof typeof SCRIPTS, ...args: (string | number)[]): Promise<unknown> {
+    const script = (this.#cmd as unknown as Record<string, Script>)[name] as Script;
+    return script.call(this.#cmd, this.mq, ...args).catch((err: unknown) => {
+      this.#counts.errors++;
+      throw err;
+    });
+  }
+
+  get commands(): Client {
+    return this.#cmd;
+  }
+
+  get events(): BrokerEvents | null {
+    return this.#events;
+  }
+
+  get up(): boolean {
+    return this.#up;
+  }
+
+  /**
+   * Connects and subscribes. Resolves once up, or after a few seconds without
+   * Redis: the instance then serves its own sessions (degraded) and joins the
+   * others as soon as Redis answers. It never fails for want of Redis.
+   */
+  async start(events: BrokerEvents): Promise<void> {
+    this.#events = events;
+    const subscribe = this.#sharded
+      ? (this.#sub as Cluster).ssubscribe(this.#channel)
+      : (this.#sub as Redis).subscribe(this.#channel);
+    this.#cmd.connect().catch(() => {});
+    this.#sub.connect().catch(() => {});
+    subscribe.catch(() => {});
+    this.#beat = setInterval(() => void this.#heartbeat(), HEARTBEAT_MS);
+    this.#beat.unref();
+    const deadline = Date.now() + 3000;
+    while (!this.#up && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    if (!this.#up) this.#logger.warn('broker unavailable at start: serving this instance alone until it answers');
+  }
+
+  send(node: string, env: Envelope): boolean {
+    if (!this.#up) return false;
+    this.#counts.publishes++;
+    const text = encodeEnvelope(env);
+    const channel = this.channelOf(node);
+    const sent = this.#sharded
+      ? (this.#cmd as Cluster).spublish(channel, text)
+      : (this.#cmd as Redis).publish(channel, text);
+    sent.catch(() => {
+      // At most once, like the pub/sub under it: the relay re-sends unstored messages when the bus is back.
+      this.#counts.errors++;
+    });
+    return true;
+  }
+
+  isAlive(node: string): boolean {
+    return node === this.nodeId || this.#live.has(node);
+  }
+
+  stats(): BrokerStats {
+    return { liveNodes: Math.max(1, this.#live.size), ...this.#counts };
+  }
+
+  get openInvites(): number {
+    return this.#openInvites;
+  }
+
+  async #heartbeat(): Promise<void> {
+    if (this.#beating || this.#closed) return;
+    if (this.#cmd.status !== 'ready' || !this.#subscribed()) return this.#setUp(false);
+    this.#beating = true;
+    try {
+      const now = this.#clock.now();
+      const [live, invites] = (await this.run('relayHeartbeat', this.nodeId, now, now + LIVENESS_MS)) as [
+        string[],
+        number,
+      ];
+      this.#openInvites = invites;
+      const before = this.#live;
+      this.#live = new Set(live);
+      this.#setUp(true);
+      for (const node of before) if (!this.#live.has(node) && node !== this.nodeId) this.#events?.nodeGone(node);
+    } catch {
+      this.#setUp(false);
+    } finally {
+      this.#beating = false;
+    }
+  }
+
+  #subscribed(): boolean {
+    if (this.#sharded) return (this.#sub as Cluster).status === 'ready';
+    return (this.#sub as Redis).status === 'ready';
+  }
+
+  #setUp(up: boolean): void {
+    if (this.#up === up || this.#closed) return;
+    this.#up = up;
+    if (up) {
+      if (this.#everUp) {
+        this.#counts.reconnects++;
+        this.#logger.info('broker back');
+      }
+      this.#everUp = true;
+      this.matchmaker.busBack();
+    } else {
+      this.#logger.warn('broker down: serving chats within this instance; cross-instance sends are refused');
+    }
+    this.#events?.health(up);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#beat) clearInterval(this.#beat);
+    this.matchmaker.close();
+    if (this.#up) await this.run('relayLeave', this.nodeId).catch(() => {});
+    this.#closed = true;
+    this.#up = false;
+    for (const client of [this.#sub, this.#cmd]) {
+      try {
+        await client.quit();
+      } catch {
+        client.disconnect();
+      }
+    }
+  }
+}
+
+/**
+ * The shared waiting room. While the broker is down, waiters are paired in a
+ * local room among this instance's own sessions; when it is back, the relay
+ * finds for them again (with their original place) and they join everyone.
+ */
+class RedisMatchmaker implements Matchmaker {
+  readonly #retries = new Map<string, TimerHandle>();
+  readonly #local: WaitingRoom;
+  readonly #localTickets = new Map<string, Ticket>();
+  /** Blocks and cool-downs made here, for the local room while the broker is down. */
+  readonly #blocks = new Map<string, Set<string>>();
+  readonly #recent = new Map<string, Map<string, number>>();
+  /** Cancels made while down, applied when back (the ticket may still be in Redis). */
+  readonly #cancels = new Set<string>();
+
+  constructor(
+    private readonly b: RedisBroker,
+    private readonly config: Config,
+    private readonly clock: Clock,
+  ) {
+    this.#local = new WaitingRoom({
+      clock,
+      interestWaitMs: config.matchInterestWaitMs,
+      maxLength: config.maxQueueLength,
+      compatibleFrom: (x, y) => {
+        if (this.#blocks.get(x)?.has(y) || this.#blocks.get(y)?.has(x)) return Number.POSITIVE_INFINITY;
+        return Math.max(this.#recent.get(x)?.get(y) ?? 0, this.#recent.get(y)?.get(x) ?? 0);
+      },
+      onMatch: (first, second, shared) => {
+        const a = this.#localTickets.get(first.id);
+        const c = this.#localTickets.get(second.id);
+        this.#localTickets.delete(first.id);
+        this.#localTickets.delete(second.id);
+        if (a && c) this.b.events?.match(a, c, shared);
+      },
+    });
+  }
+
+  async find(ticket: Ticket): Promise<FindOutcome> {
+    this.#retries.get(ticket.id)?.cancel();
+    this.#retries.delete(ticket.id);
+    this.#cancels.delete(ticket.id);
+    if (!this.b.up) {
+      this.#localTickets.set(ticket.id, ticket);
+      const outcome = this.#local.enqueue(ticket.id, ticket.interests, ticket.since);
+      if (outcome === 'full') this.#localTickets.delete(ticket.id);
+      return outcome;
+    }
+    this.#localTickets.delete(ticket.id);
+    this.#local.remove(ticket.id);
+    const now = this.clock.now();
+    const flex = ticket.interests.length > 0 ? ticket.since + this.config.matchInterestWaitMs : ticket.since;
+    const reply = (await this.b.run(
+      'relayFind',
+      ticket.id,
+      ticket.node,
+      ticket.since,
+      flex,
+      now,
+      this.config.maxQueueLength,
+      SCAN,
+      this.config.resumeWindowMs,
+      ...ticket.interests,
+    )) as string[];
+    if (reply[0] === 'matched') {
+      const [, id = '', node = '', since = '0', tags = ''] = reply;
+      const partner: Ticket = { id, node, since: Number(since), interests: tags === '' ? [] : tags.split('\n') };
+      const [first, second] = partner.since <= ticket.since ? [partner, ticket] : [ticket, partner];
+      this.b.events?.match(
+        first,
+        second,
+        first.interests.filter((t) => second.interests.includes(t)),
+      );
+      return 'matched';
+    }
+    if (reply[0] === 'full') return 'full';
+    const retryAt = Number(reply[1]);
+    if (retryAt >= 0) this.#retryAt(ticket, retryAt);
+    return 'queued';
+  }
+
+  /** Something that kept the waiter unmatched ends then (its interest wait, a cool-down): look again. */
+  #retryAt(ticket: Ticket, at: number): void {
+    const timer = this.clock.schedule(Math.max(0, at - this.clock.now()), () => {
+      this.#retries.delete(ticket.id);
+      this.find(ticket).catch(() => {});
+    });
+    this.#retries.set(ticket.id, timer);
+  }
+
+  async cancel(id: string): Promise<void> {
+    this.#retries.get(id)?.cancel();
+    this.#retries.delete(id);
+    this.#localTickets.delete(id);
+    this.#local.remove(id);
+    if (!this.b.up) {
+      this.#cancels.add(id);
+      return;
+    }
+    await this.b.run('relayCancel', id);
+  }
+
+  async block(a: string, c: string): Promise<void> {
+    this.#note(this.#blocks, a, c);
+    await this.b.run('relayRemember', a, c, -1, this.config.resumeWindowMs, this.clock.now());
+  }
+
+  async rememberPair(a: string, c: string, until: number): Promise<void> {
+    for (const [x, y] of [
+      [a, c],
+      [c, a],
+    ] as const) {
+      const map = this.#recent.get(x) ?? new Map<string, number>();
+      map.set(y, until);
+      this.#recent.set(x, map);
+    }
+    await this.b.run('relayRemember', a, c, until, this.config.resumeWindowMs, this.clock.now());
+  }
+
+  async forget(id: string): Promise<void> {
+    this.#blocks.delete(id);
+    this.#recent.delete(id);
+    if (this.b.up) await this.b.run('relayForget', id);
+  }
+
+  #note(map: Map<string, Set<string>>, a: string, c: string): void {
+    for (const [x, y] of [
+      [a, c],
+      [c, a],
+    ] as const) {
+      const set = map.get(x) ?? new Set<string>();
+      set.add(y);
+      map.set(x, set);
+    }
+  }
+
+  /** Applies what waited for the broker: cancels. (The relay finds again for its waiters.) */
+  busBack(): void {
+    for (const id of this.#cancels) this.b.run('relayCancel', id).catch(() => {});
+    this.#cancels.clear();
+  }
+
+  close(): void {
+    for (const t of this.#retries.values()) t.cancel();
+    this.#retries.clear();
+  }
+}
+
+class RedisInvites implements InviteStore {
+  constructor(
+    private readonly b: RedisBroker,
+    private readonly config: Config,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(): Promise<{ code: string; expiresAt: number } | null> {
+    const now = this.clock.now();
+    const expiresAt = now + this.config.inviteTtlMs;
+    // Expired and used codes stay for another TTL, so late holders get a precise error.
+    const keep = 2 * this.config.inviteTtlMs;
+    for (;;) {
+      const code = randomCode();
+      const made = Number(await this.b.run('relayInviteCreate', code, expiresAt, now, this.config.maxInvites, keep));
+      if (made === 1) return { code, expiresAt };
+      if (made === 0) return null;
+    }
+  }
+
+  async join(code: string, id: string, node: string): Promise<JoinOutcome> {
+    const reply = (await this.b.run('relayInviteJoin', normalizeCode(code), id, node, this.clock.now())) as string[];
+    switch (reply[0]) {
+      case 'wait':
+        return { kind: 'wait' };
+      case 'pair':
+        return { kind: 'pair', partner: reply[1] ?? '', partnerNode: reply[2] ?? '', waitedMs: Number(reply[3]) };
+      case 'used':
+        return { kind: 'error', code: 'invite_used' };
+      case 'expired':
+        return { kind: 'error', code: 'invite_expired' };
+      default:
+        return { kind: 'error', code: 'invite_unknown' };
+    }
+  }
+
+  async release(code: string, id: string): Promise<void> {
+    await this.b.run('relayInviteRelease', normalizeCode(code), id);
+  }
+
+  openCount(): number {
+    return this.b.openInvites;
+  }
+}
+
+class RedisReports implements ReportStore {
+  constructor(
+    private readonly b: RedisBroker,
+    private readonly config: Config,
+    private readonly clock: Clock,
+  ) {}
+
+  async report(reportedKeys: readonly string[], reporterKey: string): Promise<void> {
+    const c = this.config;
+    await this.b.run(
+      'relayReport',
+      reporterKey,
+      this.clock.now(),
+      c.reportWindowMs,
+      c.reportThreshold,
+      c.reportCooldownMs,
+      ...reportedKeys,
+    );
+  }
+
+  async cooldownLeft(keys: readonly string[]): Promise<number> {
+    return Number(await this.b.run('relayCooldown', ...keys));
+  }
+}
+
+class RedisDirectory implements Directory {
+  readonly #prefix: string;
+
+  constructor(
+    private readonly b: RedisBroker,
+    private readonly config: Config,
+  ) {
+    this.#prefix = `${config.redisPrefix}d:`;
+  }
+
+  async claim(id: string, node: string): Promise<void> {
+    await this.b.commands.set(this.#prefix + id, node, 'PX', this.config.resumeWindowMs);
+  }
+
+  async where(id: string): Promise<string | null> {
+    return this.b.commands.get(this.#prefix + id);
+  }
+
+  async release(id: string): Promise<void> {
+    await this.b.commands.del(this.#prefix + id);
+  }
+
+  /** The sessions live here still: their keys' TTLs start again (each TTL is the resume window). */
+  async refresh(ids: readonly string[], node: string): Promise<void> {
+    const ttl = this.config.resumeWindowMs;
+    for (let i = 0; i < ids.length; i += TOUCH_BATCH) {
+      const batch = ids.slice(i, i + TOUCH_BATCH);
+      await Promise.all([
+        ...batch.map((id) => this.b.commands.set(this.#prefix + id, node, 'PX', ttl)),
+        this.b.run('relayTouch', ttl, ...batch),
+      ]);
+    }
+  }
+}

@@ -1,0 +1,5 @@
+import t from 'tap';
+import { startTestCluster } from './fixtures/cluster.js';
+import { runScenarios } from './fixtures/cluster-scenarios.js';
+
+runScenarios(t, 'redis', () => startTestCluster('redis'));
