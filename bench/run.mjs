@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio]`
-// Runs the same generator against our relay and the two reference peers, one
-// relay at a time on this machine's loopback, and writes results/<stamp>/
+// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio,floor]`
+// Runs the same generator against our relay, the two reference peers and the
+// floor (a bare uWebSockets.js relay doing the least work the generator accepts),
+// one relay at a time on this machine's loopback, and writes results/<stamp>/
 // (results.json, report.md, *.svg). A full run also refreshes bench/RESULTS.md.
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +20,7 @@ const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
 // --targets=ws://a:8080/ws,wss://b/ws drives relays that are already running (several instances, a TLS
 // proxy) instead of starting them here: the generator spreads its clients over the URLs.
 const targets = arg('targets')?.split('=')[1]?.split(',');
-const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio').split(',');
+const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
 const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
 const sum = (xs, f) => xs.reduce((s, x) => s + f(x), 0);
 
@@ -287,11 +288,13 @@ if (!artilleryInstalled())
 let port = 18080;
 for (const name of relays) {
   console.log(`${name}:`);
+  // The floor keeps no buffer and speaks no more protocol than these two phases need: no storm, no journey.
+  const floor = name === 'floor';
   results.relays[name] = {
     capacity: await capacity(name, port++),
     throughput: await throughput(name, port++),
-    storm: await storm(name, port++),
-    ...(await userFacing(name, port++)),
+    storm: floor ? null : await storm(name, port++),
+    ...(floor ? {} : await userFacing(name, port++)),
   };
 }
 
@@ -318,7 +321,8 @@ const problems = [];
 for (const [name, r] of Object.entries(results.relays)) {
   const connectErrors = r.capacity.steps.reduce((s, x) => s + x.errors, 0);
   if (connectErrors > 0) problems.push(`${name}: ${connectErrors} clients failed to connect`);
-  if (r.storm.resumed < r.storm.clients) problems.push(`${name}: ${r.storm.clients - r.storm.resumed} did not resume`);
+  if (r.storm && r.storm.resumed < r.storm.clients)
+    problems.push(`${name}: ${r.storm.clients - r.storm.resumed} did not resume`);
   if (r.journey && r.journey.failed > 0) problems.push(`${name}: ${r.journey.failed} journeys failed`);
   for (const h of r.http ?? []) if (h.other > 0) problems.push(`${name}: ${h.other} ${h.endpoint} not 2xx`);
 }
