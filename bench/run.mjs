@@ -113,6 +113,7 @@ async function capacity(name, port) {
       const t1 = Date.now();
       await pool.all('find');
       const pairMs = Date.now() - t1;
+      const pairCpu = relay.sample().cpuSeconds - cpu0 - setupCpu;
       const before = have;
       have = conn.reduce((s, r) => s + r.connected, 0);
       await sleep(P.settleMs ?? 2000);
@@ -126,6 +127,9 @@ async function capacity(name, port) {
         serverCpuPerSetupUs: Math.round((setupCpu * 1e6) / (have - before)),
         generatorCpuPerSetupUs: Math.round((generatorMs * 1e3) / (have - before)),
         pairMs,
+        // Server CPU for the step's connects (upgrade, hello, welcome) and for its pairing (find, matched).
+        setupCpuSeconds: setupCpu,
+        pairCpuSeconds: pairCpu,
         rssBytes: rss,
         rssPerSessionBytes: Math.round((rss - base) / have),
         // What one more session costs: the step's growth over the previous step (fixed costs cancel out).
@@ -146,9 +150,13 @@ async function capacity(name, port) {
     const heldRss = relay.sample().rssBytes;
     const first = steps[0];
     const last = steps.at(-1);
+    const rampCpu = sum(steps, (s) => s.setupCpuSeconds + s.pairCpuSeconds);
     return {
       baseRssBytes: base,
       steps,
+      // Whole sessions (connect, hello, welcome, find, matched) per server CPU-second over the whole ramp:
+      // more CPU time than any one step, so less noise from /proc's 10 ms ticks.
+      pairedSetupsPerServerCpuSecond: Math.round(last.sessions / Math.max(rampCpu, 0.01)),
       held: { ms: P.holdMs, alive, rssBytes: heldRss },
       maxSessions: alive,
       // Idle sessions after the hold (the connect storm's garbage collected), over the idle base: the headline.
