@@ -217,6 +217,14 @@ export function report(results) {
       share(ratio(f.rssPerSession, o.rssPerSession)),
     );
     lines.push('');
+    const cpuShare = (k) => results.relays[k].throughput.closed[64]?.serverCpuShare;
+    if (cpuShare('floor') < 0.8)
+      lines.push(
+        `In the 64 B closed loop the floor used ${share(cpuShare('floor'))} of a core and ours ` +
+          `${share(cpuShare('ours'))}: the generator, not the floor, was the limit, so the floor's figure is taken ` +
+          'at a lighter load (fewer frames per read and per write) and the fraction is if anything generous to ours.',
+        '',
+      );
   }
   lines.push('## Capacity: paired, idle-but-pinging sessions', '');
   lines.push(

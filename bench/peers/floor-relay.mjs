@@ -4,8 +4,8 @@
 // generator as ours; everything else is left out. PORT env, /ws, prints "listening".
 //
 // What the generator needs, and all this answers:
-// - any first frame `hello` -> `{"type":"welcome"}` (the generator waits for it; it keeps id and token only
-//   to resume, which the floor does not do);
+// - `hello` -> `{"type":"welcome"}` (the generator waits for it before `find`; it keeps id and token only to
+//   resume, which the floor does not do; a welcome on open instead would race the generator's listener);
 // - `find` -> `{"type":"matched"}` to both, pairing with the one socket waiting (no `queued`: unread);
 // - `msg` -> the partner gets the client's own frame with `"seq":N,` spliced in after its `{` (a counter per
 //   recipient, reset on matching: the generator drops a seq it has seen), and the sender `{"type":"sent","seq":N}`
@@ -16,11 +16,14 @@
 // after `{"type":"`, where JSON.stringify puts it in the generator's frames; anything else is misread),
 // identities and tokens, the resume window and the per-recipient buffer, acks and `delivered`, dedupe by
 // message id, `queued`, `ended`/leave/next, interests and invites, rate and flood limits, per-address caps,
-// the hello timeout, origin checks, backpressure policy, write coalescing beyond what uWS does by itself,
-// metrics, logging, draining, and every HTTP route (anything but /ws is a 404).
+// the hello timeout, origin checks, any backpressure limit (a slow reader's frames pile up in uWS), metrics,
+// logging, draining, and every HTTP route (anything but /ws is a 404). Its frames are also shorter than the
+// protocol's: no ids, tokens, chat ids, interests or timestamps. A session is three fields on uWS's own socket
+// object. The one thing kept that is not protocol is ours' write coalescing (below): leaving it out is less
+// code but more work, a syscall per forwarded frame, and the floor is the least work, not the least code.
 //
-// So its figures are an upper bound, not a competitor: no relay that keeps the protocol's promises can do
-// less per message, per session set up or per idle session on this stack. It runs only the capacity and
+// So its figures are an upper bound, not a competitor: a relay that keeps the protocol's promises does all of
+// this work and more, per message, per session set up and per idle session. It runs only the capacity and
 // throughput phases; the resume storm and the artillery journey need what it leaves out.
 import { App } from 'uWebSockets.js';
 
@@ -36,7 +39,7 @@ let waiting = null;
 
 // Frames for a partner wait for the end of the loop turn and leave as one corked batch per socket: uWS
 // corks only the socket it is reading from, so without this every forwarded frame is its own syscall
-// (the floor did half of ours' messages per CPU-second that way). Frames to the socket being read
+// (the floor managed about half of ours' messages per CPU-second that way). Frames to the socket being read
 // (`welcome`, `sent`) go straight out: uWS has it corked already.
 let dirty = [];
 let scheduled = false;
