@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio]`
-// Runs the same generator against our relay and the two reference peers, one
-// relay at a time on this machine's loopback, and writes results/<stamp>/
+// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio,floor]`
+// Runs the same generator against our relay, the two reference peers and the
+// floor (a bare uWebSockets.js relay doing the least work the generator accepts),
+// one relay at a time on this machine's loopback, and writes results/<stamp>/
 // (results.json, report.md, *.svg). A full run also refreshes bench/RESULTS.md.
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +20,7 @@ const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
 // --targets=ws://a:8080/ws,wss://b/ws drives relays that are already running (several instances, a TLS
 // proxy) instead of starting them here: the generator spreads its clients over the URLs.
 const targets = arg('targets')?.split('=')[1]?.split(',');
-const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio').split(',');
+const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
 const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
 const sum = (xs, f) => xs.reduce((s, x) => s + f(x), 0);
 
@@ -112,6 +113,7 @@ async function capacity(name, port) {
       const t1 = Date.now();
       await pool.all('find');
       const pairMs = Date.now() - t1;
+      const pairCpu = relay.sample().cpuSeconds - cpu0 - setupCpu;
       const before = have;
       have = conn.reduce((s, r) => s + r.connected, 0);
       await sleep(P.settleMs ?? 2000);
@@ -125,6 +127,9 @@ async function capacity(name, port) {
         serverCpuPerSetupUs: Math.round((setupCpu * 1e6) / (have - before)),
         generatorCpuPerSetupUs: Math.round((generatorMs * 1e3) / (have - before)),
         pairMs,
+        // Server CPU for the step's connects (upgrade, hello, welcome) and for its pairing (find, matched).
+        setupCpuSeconds: setupCpu,
+        pairCpuSeconds: pairCpu,
         rssBytes: rss,
         rssPerSessionBytes: Math.round((rss - base) / have),
         // What one more session costs: the step's growth over the previous step (fixed costs cancel out).
@@ -145,9 +150,13 @@ async function capacity(name, port) {
     const heldRss = relay.sample().rssBytes;
     const first = steps[0];
     const last = steps.at(-1);
+    const rampCpu = sum(steps, (s) => s.setupCpuSeconds + s.pairCpuSeconds);
     return {
       baseRssBytes: base,
       steps,
+      // Whole sessions (connect, hello, welcome, find, matched) per server CPU-second over the whole ramp:
+      // more CPU time than any one step, so less noise from /proc's 10 ms ticks.
+      pairedSetupsPerServerCpuSecond: Math.round(last.sessions / Math.max(rampCpu, 0.01)),
       held: { ms: P.holdMs, alive, rssBytes: heldRss },
       maxSessions: alive,
       // Idle sessions after the hold (the connect storm's garbage collected), over the idle base: the headline.
@@ -287,11 +296,13 @@ if (!artilleryInstalled())
 let port = 18080;
 for (const name of relays) {
   console.log(`${name}:`);
+  // The floor keeps no buffer and speaks no more protocol than these two phases need: no storm, no journey.
+  const floor = name === 'floor';
   results.relays[name] = {
     capacity: await capacity(name, port++),
     throughput: await throughput(name, port++),
-    storm: await storm(name, port++),
-    ...(await userFacing(name, port++)),
+    storm: floor ? null : await storm(name, port++),
+    ...(floor ? {} : await userFacing(name, port++)),
   };
 }
 
@@ -318,7 +329,8 @@ const problems = [];
 for (const [name, r] of Object.entries(results.relays)) {
   const connectErrors = r.capacity.steps.reduce((s, x) => s + x.errors, 0);
   if (connectErrors > 0) problems.push(`${name}: ${connectErrors} clients failed to connect`);
-  if (r.storm.resumed < r.storm.clients) problems.push(`${name}: ${r.storm.clients - r.storm.resumed} did not resume`);
+  if (r.storm && r.storm.resumed < r.storm.clients)
+    problems.push(`${name}: ${r.storm.clients - r.storm.resumed} did not resume`);
   if (r.journey && r.journey.failed > 0) problems.push(`${name}: ${r.journey.failed} journeys failed`);
   for (const h of r.http ?? []) if (h.other > 0) problems.push(`${name}: ${h.other} ${h.endpoint} not 2xx`);
 }

@@ -38,6 +38,14 @@ export const RELAYS = {
     command: ['node', `${ROOT}bench/peers/socketio-relay.mjs`],
     env: {},
   },
+  // The least work a relay on uWebSockets.js can do for this generator (see its header): capacity and
+  // throughput only, as the upper bound ours is reported against.
+  floor: {
+    label: 'floor (bare uWebSockets.js)',
+    transport: 'ws',
+    command: ['node', `${ROOT}bench/peers/floor-relay.mjs`],
+    env: {},
+  },
 };
 
 export async function startRelay(name, port) {
@@ -47,7 +55,7 @@ export async function startRelay(name, port) {
     env: { ...process.env, ...relay.env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  // Ready once it answers HTTP at all (ours: /healthz 200; the peers: 404).
+  // Ready once it answers HTTP at all (ours: /healthz 200; the peers and the floor: 404).
   let exited = null;
   child.once('exit', (code) => {
     exited = code;

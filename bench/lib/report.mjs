@@ -1,11 +1,13 @@
 // Turns results.json into the Markdown report with its SVG plots: our figures
-// against the issue's targets, and ratios ours / peer for the same run.
+// against the issue's targets, ratios ours / peer for the same run, and ours as
+// a fraction of the floor (bench/peers/floor-relay.mjs) measured in that run.
 import { barChart, lineChart } from './svg.mjs';
 
 const NAMES = {
   ours: 'ours (uWebSockets.js)',
   ws: 'ws peer',
   socketio: 'Socket.IO peer',
+  floor: 'floor (bare uWebSockets.js)',
   target: 'target (--targets)',
 };
 const n = (v) => (v === undefined || Number.isNaN(v) ? 'n/a' : Math.round(v).toLocaleString('en-US'));
@@ -25,8 +27,10 @@ function headline(r) {
     setupServerUs: fastest.serverCpuPerSetupUs,
     setupGeneratorUs: fastest.generatorCpuPerSetupUs,
     setupPerCpu: Math.max(...r.capacity.steps.map((s) => s.setupPerServerCpuSecond ?? 0)),
-    stormMs: r.storm.ms,
-    stormAll: r.storm.resumed === r.storm.clients,
+    pairedSetupPerCpu: r.capacity.pairedSetupsPerServerCpuSecond,
+    // The floor runs no storm.
+    stormMs: r.storm?.ms,
+    stormAll: r.storm ? r.storm.resumed === r.storm.clients : undefined,
   };
 }
 
@@ -153,7 +157,8 @@ export function report(results) {
     lines.push('');
     lines.push(...misses(results, H));
   }
-  const peers = names.filter((k) => k !== 'ours');
+  // The floor is not a peer to beat but the bound to approach: it has a section of its own.
+  const peers = names.filter((k) => k !== 'ours' && k !== 'floor');
   if (o && peers.length > 0) {
     lines.push('## Ours against the peers (same run, same generator)', '');
     row('figure', ...peers.map((p) => `ours / ${NAMES[p]}`), 'target');
@@ -177,6 +182,53 @@ export function report(results) {
     row('session setup rate', ...peers.map((p) => ms(ratio(o.setup, H[p].setup))), '≥ 2x ws');
     row('session setups per server CPU-second', ...peers.map((p) => ms(ratio(o.setupPerCpu, H[p].setupPerCpu))), '');
     lines.push('', '![ours vs peers](./ratios.svg)', '');
+  }
+  const f = H.floor;
+  if (o && f) {
+    const share = (v) => (v === undefined || Number.isNaN(v) ? 'n/a' : `${Math.round(v * 100)}%`);
+    lines.push('## Ours as a fraction of the floor (same run, same generator)', '');
+    lines.push(
+      'The floor (`bench/peers/floor-relay.mjs`) is a bare uWebSockets.js relay doing the least work this generator ' +
+        'accepts: it answers hello, find and msg (a seq counter, the frame forwarded by string concatenation) and ' +
+        'nothing else: no JSON parsing or validation, identities, resume buffer, acks, dedupe, limits or HTTP ' +
+        "routes. A relay that keeps the protocol's promises does all of this work and more, so the floor's figures " +
+        'are an upper bound for this stack on this machine; 100% would mean ours costs nothing beyond the library ' +
+        'and the kernel.',
+      '',
+    );
+    row('figure', 'ours', 'floor', 'ours as a fraction of the floor');
+    row('---', '---', '---', '---');
+    row(
+      'relayed 64 B messages per server CPU-second',
+      n(o.perCpuSecond),
+      n(f.perCpuSecond),
+      share(ratio(o.perCpuSecond, f.perCpuSecond)),
+    );
+    row(
+      'sessions set up and paired (connect, hello, find, matched) per server CPU-second, whole ramp',
+      n(o.pairedSetupPerCpu),
+      n(f.pairedSetupPerCpu),
+      share(ratio(o.pairedSetupPerCpu, f.pairedSetupPerCpu)),
+    );
+    row(
+      `RSS per idle paired session after the ${results.profile.holdMs / 1000} s hold (floor's bytes / ours)`,
+      `${n(o.rssPerSession)} B`,
+      `${n(f.rssPerSession)} B`,
+      share(ratio(f.rssPerSession, o.rssPerSession)),
+    );
+    lines.push('');
+    // A relay short of a full core was waiting for the generator: fewer frames per read and per write.
+    const cpuShare = (k) => results.relays[k].throughput.closed[64]?.serverCpuShare;
+    const [fc, oc] = [cpuShare('floor'), cpuShare('ours')];
+    if (fc < 0.8)
+      lines.push(
+        `In the 64 B closed loop the floor used ${share(fc)} of a core and ours ${share(oc)}: ` +
+          (fc < oc - 0.1
+            ? "the generator, not the floor, was the limit, so the floor's figure is taken at a lighter load " +
+              '(fewer frames per read and per write) and the fraction is if anything generous to ours.'
+            : 'the generator was the limit for both, so both figures are taken below full load.'),
+        '',
+      );
   }
   lines.push('## Capacity: paired, idle-but-pinging sessions', '');
   lines.push(
@@ -281,12 +333,13 @@ export function report(results) {
   lines.push(
     'Every client sends 5 messages while none reads; once the relay has confirmed all of them (`sent`), every',
     'socket drops at once, and all resume (64 at a time per generator process). Time is from the first resume to',
-    'the last client holding all 5 of its missed messages.',
+    'the last client holding all 5 of its missed messages.' +
+      (H.floor ? ' The floor keeps no buffer and does not resume: it is not run here.' : ''),
     '',
   );
   row('relay', 'clients', 'resumed with all missed messages', 'time ms', 'confirming the messages took ms');
   row('---', '---', '---', '---', '---');
-  for (const k of names) {
+  for (const k of names.filter((x) => results.relays[x].storm)) {
     const s = results.relays[k].storm;
     row(NAMES[k], n(s.clients), n(s.resumed), n(s.ms), n(s.confirmMs));
   }
