@@ -99,9 +99,12 @@ export class RedisBroker implements Broker {
   #everUp = false;
   #closed = false;
   #live = new Set<string>();
+  /** Instances seen alive once and missing since (bounded: only ids this instance saw). */
+  readonly #gone = new Set<string>();
   #openInvites = 0;
   #beat: ReturnType<typeof setInterval> | null = null;
   #beating = false;
+  #listening = false;
   readonly #counts = { publishes: 0, receives: 0, errors: 0, reconnects: 0 };
 
   constructor({ config, clock, logger, nodeId }: RedisBrokerOptions) {
@@ -149,9 +152,14 @@ export class RedisBroker implements Broker {
         // Counted and acted on through 'close' and the heartbeat; ioredis logs nothing itself.
         this.#counts.errors++;
       });
-      client.on('close', () => this.#setUp(false));
-      client.on('ready', () => void this.#heartbeat());
+      client.on('close', () => {
+        if (client === this.#sub) this.#listening = false;
+        this.#setUp(false);
+      });
     }
+    this.#cmd.on('ready', () => void this.#heartbeat());
+    // Subscribed on every (re)connection: the bus is up only once this instance can hear it.
+    this.#sub.on('ready', () => void this.#listen());
     const onMessage = (_channel: string, text: string) => {
       this.#counts.receives++;
       const env = decodeEnvelope(text);
@@ -198,12 +206,8 @@ export class RedisBroker implements Broker {
    */
   async start(events: BrokerEvents): Promise<void> {
     this.#events = events;
-    const subscribe = this.#sharded
-      ? (this.#sub as Cluster).ssubscribe(this.#channel)
-      : (this.#sub as Redis).subscribe(this.#channel);
     this.#cmd.connect().catch(() => {});
     this.#sub.connect().catch(() => {});
-    subscribe.catch(() => {});
     this.#beat = setInterval(() => void this.#heartbeat(), HEARTBEAT_MS);
     this.#beat.unref();
     const deadline = Date.now() + 3000;
@@ -226,8 +230,9 @@ export class RedisBroker implements Broker {
     return true;
   }
 
+  /** Alive unless it was seen and then vanished: an instance that started since the last beat is not dead. */
   isAlive(node: string): boolean {
-    return node === this.nodeId || this.#live.has(node);
+    return node === this.nodeId || this.#live.has(node) || !this.#gone.has(node);
   }
 
   stats(): BrokerStats {
@@ -252,7 +257,12 @@ export class RedisBroker implements Broker {
       const before = this.#live;
       this.#live = new Set(live);
       this.#setUp(true);
-      for (const node of before) if (!this.#live.has(node) && node !== this.nodeId) this.#events?.nodeGone(node);
+      for (const node of this.#live) this.#gone.delete(node);
+      for (const node of before) {
+        if (this.#live.has(node) || node === this.nodeId) continue;
+        this.#gone.add(node);
+        this.#events?.nodeGone(node);
+      }
     } catch {
       this.#setUp(false);
     } finally {
@@ -260,9 +270,19 @@ export class RedisBroker implements Broker {
     }
   }
 
+  async #listen(): Promise<void> {
+    try {
+      if (this.#sharded) await (this.#sub as Cluster).ssubscribe(this.#channel);
+      else await (this.#sub as Redis).subscribe(this.#channel);
+      this.#listening = true;
+      await this.#heartbeat();
+    } catch {
+      this.#counts.errors++;
+    }
+  }
+
   #subscribed(): boolean {
-    if (this.#sharded) return (this.#sub as Cluster).status === 'ready';
-    return (this.#sub as Redis).status === 'ready';
+    return this.#listening && this.#sub.status === 'ready';
   }
 
   #setUp(up: boolean): void {
