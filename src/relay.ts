@@ -431,7 +431,8 @@ export class Relay {
     session.expiry = null;
     this.#leaveWaiting(session);
     const partnerReason = why === 'left' ? 'partner_left' : 'partner_gone';
-    if (session.chat) this.#endChat(session, partnerReason, partnerReason);
+    // No rematch cool-down to remember: this session will never look for anyone again.
+    if (session.chat) this.#endChat(session, partnerReason, partnerReason, undefined, false);
     this.sessions.delete(session);
     if (this.#broker.clustered) this.#settle('directory', this.#broker.directory.release(session.id));
     this.#settle('matchmaker', this.#broker.matchmaker.forget(session.id));
@@ -690,11 +691,11 @@ export class Relay {
   }
 
   /** Ends `session`'s chat: its own side now, the partner's through an `end`. */
-  #endChat(session: Session, self: EndReason, partner: EndReason, reporter?: string): void {
+  #endChat(session: Session, self: EndReason, partner: EndReason, reporter?: string, remember = true): void {
     const side = session.chat;
     if (!side) return;
     const until = this.#clock.now() + this.#config.rematchCooldownMs;
-    this.#settle('matchmaker', this.#broker.matchmaker.rememberPair(session.id, side.partner, until));
+    if (remember) this.#settle('matchmaker', this.#broker.matchmaker.rememberPair(session.id, side.partner, until));
     this.#closeSide(session, side, self);
     const end = this.#endFor(side, partner);
     if (reporter !== undefined) end.reporter = reporter;
