@@ -14,6 +14,7 @@ import type {
   BrokerEvents,
   BrokerStats,
   Directory,
+  DirectoryEntry,
   FindOutcome,
   InviteStore,
   JoinOutcome,
@@ -46,7 +47,7 @@ export class MemoryNetwork {
   readonly reports: ReportTracker;
   readonly nodes = new Map<string, MemoryBroker>();
   readonly tickets = new Map<string, Ticket>();
-  readonly directory = new Map<string, string>();
+  readonly directory = new Map<string, DirectoryEntry>();
   readonly blocks = new Map<string, Set<string>>();
   readonly recent = new Map<string, Map<string, number>>();
   readonly simulated: boolean;
@@ -86,7 +87,7 @@ export class MemoryNetwork {
     if (!node) return;
     this.nodes.delete(nodeId);
     for (const [id, t] of this.tickets) if (t.node === nodeId) this.#dropTicket(id);
-    for (const [id, n] of this.directory) if (n === nodeId) this.directory.delete(id);
+    // The directory keeps the dead instance's entries (Redis keeps them until their TTL): a resume may rebuild.
     for (const other of this.nodes.values()) other.events?.nodeGone(nodeId);
   }
 
@@ -212,11 +213,11 @@ class MemoryReports implements ReportStore {
 class MemoryDirectory implements Directory {
   constructor(private readonly net: MemoryNetwork) {}
 
-  async claim(id: string, node: string): Promise<void> {
-    if (this.net.simulated) this.net.directory.set(id, node);
+  async claim(id: string, entry: DirectoryEntry): Promise<void> {
+    if (this.net.simulated) this.net.directory.set(id, entry);
   }
 
-  async where(id: string): Promise<string | null> {
+  async where(id: string): Promise<DirectoryEntry | null> {
     return this.net.directory.get(id) ?? null;
   }
 

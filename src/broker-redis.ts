@@ -29,6 +29,7 @@ import type {
   BrokerEvents,
   BrokerStats,
   Directory,
+  DirectoryEntry,
   FindOutcome,
   InviteStore,
   JoinOutcome,
@@ -546,12 +547,17 @@ class RedisDirectory implements Directory {
     this.#prefix = `${config.redisPrefix}d:`;
   }
 
-  async claim(id: string, node: string): Promise<void> {
-    await this.b.commands.set(this.#prefix + id, node, 'PX', this.config.resumeWindowMs);
+  /** One string: `node` or `node chat partner` (no address, no token). */
+  async claim(id: string, entry: DirectoryEntry): Promise<void> {
+    const value = entry.chat ? `${entry.node} ${entry.chat.id} ${entry.chat.partner}` : entry.node;
+    await this.b.commands.set(this.#prefix + id, value, 'PX', this.config.resumeWindowMs);
   }
 
-  async where(id: string): Promise<string | null> {
-    return this.b.commands.get(this.#prefix + id);
+  async where(id: string): Promise<DirectoryEntry | null> {
+    const value = await this.b.commands.get(this.#prefix + id);
+    if (!value) return null;
+    const [node = '', chat, partner] = value.split(' ');
+    return chat && partner ? { node, chat: { id: chat, partner } } : { node };
   }
 
   async release(id: string): Promise<void> {
@@ -559,12 +565,12 @@ class RedisDirectory implements Directory {
   }
 
   /** The sessions live here still: their keys' TTLs start again (each TTL is the resume window). */
-  async refresh(ids: readonly string[], node: string): Promise<void> {
+  async refresh(ids: readonly string[]): Promise<void> {
     const ttl = this.config.resumeWindowMs;
     for (let i = 0; i < ids.length; i += TOUCH_BATCH) {
       const batch = ids.slice(i, i + TOUCH_BATCH);
       await Promise.all([
-        ...batch.map((id) => this.b.commands.set(this.#prefix + id, node, 'PX', ttl)),
+        ...batch.map((id) => this.b.commands.pexpire(this.#prefix + id, ttl)),
         this.b.run('relayTouch', ttl, ...batch),
       ]);
     }

@@ -68,14 +68,21 @@ export interface ReportStore {
   cooldownLeft(keys: readonly string[]): Promise<number>;
 }
 
+/** Where a session lives, and its chat, so a resume elsewhere can ask for it (or rebuild it if its instance died). */
+export interface DirectoryEntry {
+  node: string;
+  /** Its chat and partner, if in one. */
+  chat?: { id: string; partner: string };
+}
+
 /** Which instance holds each session, so a resume elsewhere can ask for it. */
 export interface Directory {
-  /** `id` lives on `node` now. */
-  claim(id: string, node: string): Promise<void>;
-  where(id: string): Promise<string | null>;
+  /** `id` lives on `node` now (and is in `chat`, if given). */
+  claim(id: string, entry: DirectoryEntry): Promise<void>;
+  where(id: string): Promise<DirectoryEntry | null>;
   release(id: string): Promise<void>;
-  /** These sessions still live on `node`: every key about them lives on (each expires a resume window after its last refresh). */
-  refresh(ids: readonly string[], node: string): Promise<void>;
+  /** These sessions still live: every key about them lives on (each expires a resume window after its last refresh). */
+  refresh(ids: readonly string[]): Promise<void>;
 }
 
 export interface BrokerEvents {

@@ -8,7 +8,10 @@
  * Messages leave through an outbox, in order: paced by the limits the server
  * announced in its welcome (so a fast typist rarely meets `rate_limited`),
  * paused when the server refuses one for rate anyway (a burst bunched up on
- * the way), and sent again from the refused one on after `retryAfterMs`.
+ * the way) or cannot reach the partner (`unavailable`, cluster mode), and
+ * sent again from the refused one on after `retryAfterMs`. A message stays
+ * kept after its `sent` until its `delivered`: if the partner's instance dies
+ * before delivering it, the server says `resend` and it goes again.
  */
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import { type BucketPolicy, msUntilToken, takeToken } from './limits.js';
@@ -35,7 +38,8 @@ export interface WebSocketLike {
 export type SocketFactory = (url: string) => WebSocketLike;
 
 export interface RelayClientOptions {
-  url: string;
+  /** Where to connect; a function is asked again on every connect (another instance after a drain, say). */
+  url: string | (() => string);
   createSocket: SocketFactory;
   /** Acknowledge received messages automatically (default true). */
   autoAck?: boolean;
@@ -72,7 +76,9 @@ export class RelayClient {
   readonly #opts: Required<RelayClientOptions>;
   readonly #listeners = new Map<string, Set<AnyListener>>();
   /** Messages not yet confirmed by a `sent`, in the order they were written. */
-  readonly #outbox = new Map<string, Outgoing>();
+  #outbox = new Map<string, Outgoing>();
+  /** Messages confirmed by a `sent` but not yet `delivered`, with their seqs, in order. */
+  readonly #undelivered = new Map<string, { frame: Outgoing['frame']; seq: number }>();
   readonly #closeListeners = new Set<(close: { code: number; reason: string }) => void>();
   #socket: WebSocketLike | null = null;
   /** The current socket has had its welcome: messages may go out. */
@@ -97,7 +103,8 @@ export class RelayClient {
    */
   connect(): Promise<WelcomeFrame> {
     const previous = this.#socket;
-    const socket = this.#opts.createSocket(this.#opts.url);
+    const url = this.#opts.url;
+    const socket = this.#opts.createSocket(typeof url === 'string' ? url : url());
     this.#socket = socket;
     this.#ready = false;
     this.lastClose = null;
@@ -163,6 +170,11 @@ export class RelayClient {
   /** Messages not yet confirmed by the server (waiting in the outbox or in flight). */
   get unconfirmed(): number {
     return this.#outbox.size;
+  }
+
+  /** Messages confirmed by the server but not yet delivered to the partner. */
+  get undelivered(): number {
+    return this.#undelivered.size;
   }
 
   /** Writes what the outbox holds, in order, as far as the budget allows; then waits for it. */
@@ -278,12 +290,22 @@ export class RelayClient {
       case 'ended':
         this.#enterChat(null);
         break;
-      case 'sent':
+      case 'sent': {
+        const out = this.#outbox.get(frame.id);
         this.#outbox.delete(frame.id);
+        if (out) this.#undelivered.set(frame.id, { frame: out.frame, seq: frame.seq });
+        break;
+      }
+      case 'delivered':
+        for (const [id, kept] of this.#undelivered) if (kept.seq <= frame.seq) this.#undelivered.delete(id);
+        break;
+      case 'resend':
+        this.#resend();
         break;
       case 'error':
         if (frame.id === undefined) break;
-        if (frame.code === 'rate_limited') this.#refusedForRate(frame.id, frame.retryAfterMs ?? 1000);
+        if (frame.code === 'rate_limited' || frame.code === 'unavailable')
+          this.#refusedForRate(frame.id, frame.retryAfterMs ?? 1000);
         // Any other error about a message is final for it (too long, no chat): never send it again.
         else this.#outbox.delete(frame.id);
         break;
@@ -317,7 +339,20 @@ export class RelayClient {
     this.chatId = chatId;
     this.lastSeq = 0;
     this.#outbox.clear();
+    this.#undelivered.clear();
     this.#pausedUntil = 0;
+  }
+
+  /** The partner's instance lost what it had not delivered: all of it goes again, before anything newer. */
+  #resend(): void {
+    const again = new Map<string, Outgoing>();
+    for (const [id, kept] of this.#undelivered) again.set(id, { frame: kept.frame, written: false });
+    for (const [id, out] of this.#outbox) again.set(id, { frame: out.frame, written: false });
+    this.#undelivered.clear();
+    this.#outbox = again;
+    this.#pumpTimer?.cancel();
+    this.#pumpTimer = null;
+    this.#pump();
   }
 
   /** Drops duplicates (already-received seqs) and schedules the ack. */

@@ -73,7 +73,30 @@ export type Envelope =
   | { t: 'end'; to: string; chat: string; reason: EndReason; reporter?: string }
   /** Another instance asks for a session that resumed there (`node`), under request `req`. */
   | { t: 'adopt'; to: string; node: string; req: string }
-  | { t: 'adopted'; to: string; req: string; snapshot: SessionSnapshot | null };
+  | { t: 'adopted'; to: string; req: string; snapshot: SessionSnapshot | null }
+  /**
+   * The partner's instance died: `from` resumed on `node` having received up to
+   * `lastSeq`; its side of `chat` is rebuilt from this one (the partner's).
+   */
+  | { t: 'rebuild'; to: string; chat: string; from: string; node: string; req: string; lastSeq: number }
+  | { t: 'rebuilt'; to: string; req: string; side: RebuiltSide | null };
+
+/** What the surviving side knows of the lost one: enough to continue the chat. */
+export interface RebuiltSide {
+  chat: string;
+  partner: string;
+  partnerNode: string;
+  partnerHere: boolean;
+  interests: string[];
+  initiator: boolean;
+  via: PairedVia;
+  /** The lost side's own messages as the partner's inbox holds them. */
+  sentSeq: number;
+  deliveredSeq: number;
+  readSeq: number;
+  /** The lost side's read mark on the partner's messages, as the partner last heard it. */
+  inboxReadSeq: number;
+}
 
 export type EnvelopeType = Envelope['t'];
 
@@ -117,6 +140,8 @@ const CHECKS: { [T in EnvelopeType]: (o: Record<string, unknown>) => boolean } =
   end: (o) => isStr(o.chat) && END_REASONS.has(o.reason) && (o.reporter === undefined || isStr(o.reporter)),
   adopt: (o) => isStr(o.node) && isStr(o.req),
   adopted: (o) => isStr(o.req) && (o.snapshot === null || typeof o.snapshot === 'object'),
+  rebuild: (o) => isStr(o.chat) && isStr(o.from) && isStr(o.node) && isStr(o.req) && isSeq(o.lastSeq),
+  rebuilt: (o) => isStr(o.req) && (o.side === null || typeof o.side === 'object'),
 };
 
 /** The envelope in `text`, or null if it is not one (logged and dropped by the caller). */

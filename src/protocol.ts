@@ -204,6 +204,16 @@ export interface ErrorFrame {
 export interface DrainingFrame {
   type: 'draining';
 }
+/**
+ * Cluster mode, after the partner's instance died: your messages with seq
+ * above `after` were lost with it (the partner has everything up to `after`,
+ * which a `delivered` said just before). Send every message not yet
+ * `delivered` again, in order, with the same ids.
+ */
+export interface ResendFrame {
+  type: 'resend';
+  after: number;
+}
 
 export type ServerFrame =
   | WelcomeFrame
@@ -220,7 +230,8 @@ export type ServerFrame =
   | GapFrame
   | PongFrame
   | ErrorFrame
-  | DrainingFrame;
+  | DrainingFrame
+  | ResendFrame;
 
 export type ServerFrameType = ServerFrame['type'];
 export type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { type: T }>;

@@ -13,11 +13,11 @@
  * that is two direct calls and no envelope at all.
  */
 import type { AddressKey } from './address.js';
-import type { Broker, Ticket } from './broker.js';
+import type { Broker, DirectoryEntry, Ticket } from './broker.js';
 import { ChatSide } from './chat.js';
 import type { Clock, TimerHandle } from './clock.js';
 import type { Config } from './config.js';
-import type { Envelope } from './envelope.js';
+import type { Envelope, RebuiltSide } from './envelope.js';
 import { type CloseReason, closeCode, type ErrorCode, ErrorCodes, isViolation } from './errors.js';
 import { sideFrom, snapshotOf } from './handoff.js';
 import { newChatId, newIdentity, tokenMatches } from './identity.js';
@@ -88,6 +88,10 @@ interface PendingAdoption {
   address: AddressKey;
   token: string;
   lastSeq: number;
+  /** What the directory said of the session. */
+  entry: DirectoryEntry;
+  /** Asked its holder (`adopt`) or, that one being dead, its partner's instance (`rebuild`). */
+  kind: 'adopt' | 'rebuild';
   /** The instance asked. */
   node: string;
   timer: TimerHandle;
@@ -231,7 +235,7 @@ export class Relay {
     const session = new Session(identity.id, address, this.#policies);
     this.sessions.add(session);
     session.conn = conn;
-    this.#claim(session.id);
+    this.#claim(session);
     this.#metrics.hellos.inc({ outcome });
     this.#welcome(session, identity.token, false);
     return session;
@@ -301,9 +305,10 @@ export class Relay {
 
   /**
    * A client resumed here a session another instance holds (it drained, or the
-   * proxy sent the client elsewhere): ask that instance for it. Its answer,
-   * `adopted`, is taken in #onAdopted; without one in ADOPT_TIMEOUT_MS, or if
-   * nobody holds the session, the client gets a fresh identity (`resumed:false`).
+   * proxy sent the client elsewhere): ask that instance for it (`adopt`; its
+   * answer is taken in #onAdopted). If that instance is dead, or does not
+   * answer in ADOPT_TIMEOUT_MS, the session is recovered instead (#recover).
+   * Unknown to the directory, the client gets a fresh identity (`resumed:false`).
    */
   async #adopt(
     conn: Connection,
@@ -312,7 +317,7 @@ export class Relay {
     lastSeq: number,
     address: AddressKey,
   ): Promise<Session | null> {
-    const node = await this.#call('directory', () => this.#broker.directory.where(id), null);
+    const entry = await this.#call('directory', () => this.#broker.directory.where(id), null);
     const here = this.sessions.get(id);
     if (here) {
       // Another socket of the same session got here first, or it came back meanwhile.
@@ -320,23 +325,116 @@ export class Relay {
       return here;
     }
     if (conn.closed) return null;
-    if (!node || node === this.#node || !this.#broker.isAlive(node) || this.#adoptions.has(id))
-      return this.#fresh(conn, address, 'resume_rejected');
-    const req = `${this.#node}:${++this.#adoptSeq}`;
+    const busy = [...this.#adoptions.values()].some((p) => p.id === id);
+    if (!entry || entry.node === this.#node || busy) return this.#fresh(conn, address, 'resume_rejected');
     return new Promise<Session | null>((resolve) => {
-      const giveUp = () => {
-        timer.cancel();
-        if (!this.#adoptions.delete(req)) return;
-        resolve(conn.closed ? null : this.#fresh(conn, address, 'resume_rejected'));
-      };
-      const timer = this.#clock.schedule(ADOPT_TIMEOUT_MS, giveUp);
-      this.#adoptions.set(req, { id, conn, address, token, lastSeq, node, timer, resolve, giveUp });
-      if (!this.#broker.send(node, { t: 'adopt', to: id, node: this.#node, req })) {
-        timer.cancel();
-        this.#adoptions.delete(req);
-        resolve(this.#fresh(conn, address, 'resume_rejected'));
-      }
+      const pending = { id, conn, address, token, lastSeq, entry, resolve };
+      if (this.#broker.isAlive(entry.node))
+        this.#ask(pending, entry.node, { t: 'adopt', to: id, node: this.#node, req: '' });
+      else this.#recover(pending);
     });
+  }
+
+  /** Sends an adopt or rebuild request for `pending` and waits for its answer; without one, `onTimeout`. */
+  #ask(
+    pending: Omit<PendingAdoption, 'node' | 'timer' | 'giveUp' | 'kind'>,
+    node: string,
+    env: Extract<Envelope, { t: 'adopt' | 'rebuild' }>,
+  ): void {
+    const req = `${this.#node}:${++this.#adoptSeq}`;
+    env.req = req;
+    const giveUp = () => {
+      timer.cancel();
+      if (!this.#adoptions.delete(req)) return;
+      if (env.t === 'adopt') this.#recover(pending);
+      else pending.resolve(this.#restore(pending, null));
+    };
+    const timer = this.#clock.schedule(ADOPT_TIMEOUT_MS, giveUp);
+    this.#adoptions.set(req, { ...pending, kind: env.t, node, timer, giveUp });
+    if (!this.#broker.send(node, env)) giveUp();
+  }
+
+  /**
+   * The instance that held the session died (SIGKILL, a crash): what it held
+   * is gone, but the partner's side is not. The partner's instance is asked to
+   * rebuild this side from its own (`rebuild`, answered in #onRebuilt); the
+   * partner's client then re-sends what the lost side had not delivered
+   * (`resend`, docs/protocol.md). Without a chat or a partner, the session
+   * comes back with its identity and, if it had a chat, an explicit `ended`.
+   */
+  #recover(pending: Omit<PendingAdoption, 'node' | 'timer' | 'giveUp' | 'kind'>): void {
+    const chat = pending.entry.chat;
+    if (!chat) return pending.resolve(this.#restore(pending, null));
+    this.#call('directory', () => this.#broker.directory.where(chat.partner), null).then((partner) => {
+      if (this.#closed) return pending.resolve(null);
+      if (!partner || !this.#broker.isAlive(partner.node) || partner.chat?.id !== chat.id)
+        return pending.resolve(this.#restore(pending, null));
+      this.#ask(pending, partner.node, {
+        t: 'rebuild',
+        to: chat.partner,
+        chat: chat.id,
+        from: pending.id,
+        node: this.#node,
+        req: '',
+        lastSeq: pending.lastSeq,
+      });
+    });
+  }
+
+  /** A session recovered after its instance died: its identity, and its chat if the partner rebuilt it. */
+  #restore(
+    pending: Omit<PendingAdoption, 'node' | 'timer' | 'giveUp' | 'kind'>,
+    side: RebuiltSide | null,
+  ): Session | null {
+    const { id, conn, address, token, lastSeq, entry } = pending;
+    if (conn.closed) return null;
+    const existing = this.sessions.get(id);
+    if (existing) {
+      this.#resume(existing, conn, address, lastSeq, token);
+      return existing;
+    }
+    const session = new Session(id, address, this.#policies);
+    session.used = true;
+    if (side) {
+      const inbox = this.buffer.import({ nextSeq: lastSeq + 1, ackedSeq: lastSeq, readSeq: side.inboxReadSeq }, [], []);
+      const chat = new ChatSide(
+        side.chat,
+        side.partner,
+        side.partnerNode,
+        inbox,
+        side.interests,
+        side.initiator,
+        side.via,
+      );
+      chat.partnerHere = side.partnerHere;
+      chat.sentSeq = side.sentSeq;
+      chat.deliveredSeq = side.deliveredSeq;
+      chat.readSeq = side.readSeq;
+      session.chat = chat;
+      session.state = 'chatting';
+    } else if (entry.chat) {
+      // The chat could not be rebuilt (the partner left or is gone too): said, never a silent hole.
+      session.pendingEnd = 'partner_gone';
+    }
+    this.sessions.add(session);
+    session.conn = conn;
+    this.#claim(session);
+    this.#metrics.hellos.inc({ outcome: 'resumed' });
+    this.#welcome(session, token, true);
+    this.#afterWelcome(session, lastSeq);
+    return session;
+  }
+
+  /** The partner's instance rebuilt this side of the chat. */
+  #onRebuilt(env: Extract<Envelope, { t: 'rebuilt' }>): void {
+    const pending = this.#adoptions.get(env.req);
+    if (!pending) {
+      if (env.side) this.#sendTo(env.side.partnerNode, this.#endFor(env.side, 'partner_gone'));
+      return;
+    }
+    this.#adoptions.delete(env.req);
+    pending.timer.cancel();
+    pending.resolve(this.#restore(pending, env.side));
   }
 
   /** The holder's answer: the session, rebuilt here before any later envelope for it is handled. */
@@ -364,7 +462,7 @@ export class Relay {
     }
     this.sessions.add(session);
     session.conn = conn;
-    this.#claim(id);
+    this.#claim(session);
     this.#metrics.hellos.inc({ outcome: 'resumed' });
     this.#welcome(session, token, true);
     this.#afterWelcome(session, lastSeq);
@@ -439,8 +537,14 @@ export class Relay {
     this.#metrics.sessionsEnded.inc({ reason: why });
   }
 
-  #claim(id: string): void {
-    if (this.#broker.clustered) this.#settle('directory', this.#broker.directory.claim(id, this.#node));
+  /** Tells the directory where the session lives and what chat it is in (for a resume elsewhere). */
+  #claim(session: Session): void {
+    if (!this.#broker.clustered) return;
+    const side = session.chat;
+    const entry: DirectoryEntry = side
+      ? { node: this.#node, chat: { id: side.id, partner: side.partner } }
+      : { node: this.#node };
+    this.#settle('directory', this.#broker.directory.claim(session.id, entry));
   }
 
   // ---- frames ----------------------------------------------------------------
@@ -681,6 +785,7 @@ export class Relay {
     session.pendingEnd = null;
     // Message ids belong to one chat.
     session.releaseMessage();
+    this.#claim(session);
     this.#send(session, {
       type: 'matched',
       chat: env.chat,
@@ -718,6 +823,7 @@ export class Relay {
     if (!session.conn) this.sessions.chatEnded(session);
     if (session.conn) this.#send(session, { type: 'ended', reason });
     else session.pendingEnd = reason;
+    if (this.sessions.get(session.id) === session) this.#claim(session);
   }
 
   #report(session: Session): void {
@@ -760,7 +866,8 @@ export class Relay {
       ts,
     };
     if (f.kind !== undefined) env.kind = f.kind;
-    if (!this.#broker.send(side.partnerNode, env)) {
+    // A partner whose instance died gets nothing until it resumes somewhere: the client keeps the message.
+    if (this.#orphans.has(session) || !this.#broker.send(side.partnerNode, env)) {
       // Nothing was sent: the client keeps the message and sends it again, in order (like a rate refusal).
       const now = this.#clock.now();
       session.holdMessage(f.id, now + UNAVAILABLE_RETRY_MS + HOLD_GRACE_MS);
@@ -870,11 +977,58 @@ export class Relay {
     },
     adopt: (s, e) => this.#giveAway(s, e),
     adopted: (_s, e) => this.#onAdopted(e),
+    rebuild: (s, e) => this.#rebuildFor(s, e),
+    rebuilt: (_s, e) => this.#onRebuilt(e),
   };
+
+  /**
+   * The partner's instance died and the partner resumed on `e.node`: its side
+   * is rebuilt from this one. What this session had sent beyond the partner's
+   * last received seq was lost with that instance: the client is told it is
+   * delivered up to there and asked to send the rest again (`resend`).
+   */
+  #rebuildFor(s: Session, e: Extract<Envelope, { t: 'rebuild' }>): void {
+    const side = s.chat;
+    if (!side || side.id !== e.chat || side.partner !== e.from)
+      return this.#sendTo(e.node, { t: 'rebuilt', to: e.from, req: e.req, side: null });
+    side.partnerNode = e.node;
+    this.#orphans.get(s)?.cancel();
+    this.#orphans.delete(s);
+    this.#sendTo(e.node, {
+      t: 'rebuilt',
+      to: e.from,
+      req: e.req,
+      side: {
+        chat: side.id,
+        partner: s.id,
+        partnerNode: this.#node,
+        partnerHere: s.conn !== null,
+        interests: [...side.interests],
+        initiator: !side.initiator,
+        via: side.via,
+        sentSeq: side.inbox.lastSeq,
+        deliveredSeq: side.inbox.ackedSeq,
+        readSeq: side.inbox.readSeq,
+        inboxReadSeq: side.readSeq,
+      },
+    });
+    if (!side.partnerHere) {
+      side.partnerHere = true;
+      this.#send(s, { type: 'partner', state: 'back' });
+    }
+    if (e.lastSeq > side.deliveredSeq) {
+      side.deliveredSeq = e.lastSeq;
+      this.#send(s, { type: 'delivered', seq: e.lastSeq });
+    }
+    side.sentSeq = e.lastSeq;
+    side.inflight = null;
+    this.#send(s, { type: 'resend', after: e.lastSeq });
+  }
 
   #onEnvelope(env: Envelope): void {
     if (this.#closed) return;
     if (env.t === 'adopted') return this.#onAdopted(env);
+    if (env.t === 'rebuilt') return this.#onRebuilt(env);
     const session = this.sessions.get(env.to);
     if (session) {
       const handler = this.#envelopeHandlers[env.t] as (s: Session, e: Envelope) => void;
@@ -884,6 +1038,7 @@ export class Relay {
     if (moved) return void this.#sendTo(moved.node, env);
     // Nobody here by that name: answer what must be answered, so no one waits on a session that is gone.
     if (env.t === 'adopt') this.#sendTo(env.node, { t: 'adopted', to: env.to, req: env.req, snapshot: null });
+    else if (env.t === 'rebuild') this.#sendTo(env.node, { t: 'rebuilt', to: env.from, req: env.req, side: null });
     else if (env.t === 'msg')
       this.#sendTo(env.node, { t: 'end', to: env.from, chat: env.chat, reason: 'partner_gone' });
     else if (env.t === 'matched')
@@ -914,7 +1069,7 @@ export class Relay {
     this.#unsent = [];
     for (const { node, env } of unsent) this.#sendTo(node, env);
     for (const s of this.sessions.values()) {
-      this.#claim(s.id);
+      this.#claim(s);
       const side = s.chat;
       if (side?.inflight) for (const env of side.inflight.values()) this.#broker.send(side.partnerNode, env);
       if (side && side.partnerNode !== this.#node) {
@@ -1035,6 +1190,6 @@ export class Relay {
   refreshShared(): void {
     if (!this.#broker.clustered || !this.#broker.up) return;
     const ids = [...this.sessions.values()].map((s) => s.id);
-    this.#settle('directory', this.#broker.directory.refresh(ids, this.#node));
+    this.#settle('directory', this.#broker.directory.refresh(ids));
   }
 }

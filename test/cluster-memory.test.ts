@@ -1,5 +1,86 @@
 import t from 'tap';
+import WebSocket from 'ws';
+import { RelayClient, type WebSocketLike } from '../src/client.js';
 import { startTestCluster } from './fixtures/cluster.js';
-import { runScenarios } from './fixtures/cluster-scenarios.js';
+import { pairAcross, runScenarios, url } from './fixtures/cluster-scenarios.js';
+import { relayClient, TestClient } from './fixtures/ws-client.js';
 
 runScenarios(t, 'memory', () => startTestCluster('memory'));
+
+t.test(
+  'memory: an instance dies; its client resumes elsewhere and the chat goes on, nothing lost or doubled',
+  async (t) => {
+    const cluster = await startTestCluster('memory');
+    t.teardown(cluster.close);
+    let aliceAt = 0;
+    const alice = new RelayClient({
+      url: () => url(cluster, aliceAt),
+      createSocket: (u) => new WebSocket(u) as unknown as WebSocketLike,
+    });
+    const bob = relayClient(url(cluster, 1));
+    t.teardown(() => {
+      alice.close();
+      bob.close();
+    });
+    await Promise.all([alice.connect(), bob.connect()]);
+    const matched = Promise.all([alice.next('matched'), bob.next('matched')]);
+    alice.send({ type: 'find' });
+    bob.send({ type: 'find' });
+    const [{ chat }] = await matched;
+    bob.sendMessage('one');
+    await alice.next('msg');
+    await bob.next('delivered');
+    // Alice's link drops; Bob writes on. His messages wait on Alice's instance, which then dies.
+    const away = bob.next('partner');
+    alice.drop();
+    t.same(await away, { type: 'partner', state: 'away' });
+    bob.sendMessage('two');
+    bob.sendMessage('three');
+    await bob.next('sent', (f) => f.seq === 3);
+    t.equal(bob.undelivered, 2, 'sent but not delivered: Bob keeps them');
+    await cluster.kill(0);
+    aliceAt = 2;
+    const resend = bob.next('resend');
+    const got: { seq: number; body: string }[] = [];
+    alice.on('msg', (m) => got.push(m));
+    const welcome = await alice.connect();
+    t.match(welcome, { resumed: true, state: 'chatting', chat: { id: chat, partner: 'here' } });
+    t.same(await resend, { type: 'resend', after: 1 }, 'Bob is asked to send again what was lost');
+    await bob.next('delivered', (f) => f.seq === 3);
+    t.same(
+      got.map((m) => [m.seq, m.body]),
+      [
+        [2, 'two'],
+        [3, 'three'],
+      ],
+      'what the dead instance held arrives, in order',
+    );
+    t.equal(bob.undelivered, 0);
+    alice.sendMessage('still here');
+    t.match(await bob.next('msg'), { body: 'still here' });
+    bob.sendMessage('four');
+    await alice.next('msg');
+    t.same(
+      got.map((m) => m.seq),
+      [2, 3, 4],
+      'nothing twice',
+    );
+  },
+);
+
+t.test(
+  'memory: an instance dies with a chat whose partner left meanwhile: the resumed client is told it ended',
+  async (t) => {
+    const cluster = await startTestCluster('memory');
+    t.teardown(cluster.close);
+    const { a, b, wa } = await pairAcross(cluster, 0, 1);
+    a.close();
+    await b.next('partner');
+    await cluster.kill(0);
+    b.send({ type: 'leave' });
+    await b.next('ended');
+    const a2 = await TestClient.resume(url(cluster, 2), wa, 0);
+    t.match(await a2.next('welcome'), { resumed: true, id: wa.id, state: 'idle', chat: null });
+    t.same(await a2.next('ended'), { type: 'ended', reason: 'partner_gone' }, 'explicit, not a silent hole');
+  },
+);

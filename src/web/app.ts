@@ -372,13 +372,21 @@ class ChatApp {
   #onError(f: ErrorFrame): void {
     if (f.id !== undefined) {
       const mine = this.#mine.get(f.id);
-      // Refused for rate: the typed client holds its outbox and sends it again, in order, once it may.
-      // Refused for good: the typed client has already dropped it from its outbox.
-      if (!mine || f.code === 'rate_limited') return;
+      // Refused for rate, or the partner's server is out of reach for a moment: the typed client holds its
+      // outbox and sends it again, in order, once it may. Refused for good: the typed client has dropped it.
+      if (!mine || f.code === 'rate_limited' || f.code === 'unavailable') return;
       mine.view.set('failed', `Not sent: ${f.message}`);
       return;
     }
     switch (f.code) {
+      case 'unavailable':
+        // A find or join the relay could not answer for a moment: asked again.
+        setTimeout(() => {
+          if (this.#phase === 'looking') this.#sendFind();
+          if ((this.#phase === 'inviting' || this.#phase === 'joining') && this.#inviteCode)
+            this.#client.send({ type: 'join', code: this.#inviteCode });
+        }, f.retryAfterMs ?? 1000);
+        return;
       case 'rate_limited':
         // A typing signal or a receipt was dropped. Typing is refreshed anyway; the read receipt is said again.
         this.#readSent = 0;
