@@ -31,6 +31,18 @@ export class ChatSide {
    * makes that harmless). Made only for a partner on another instance.
    */
   inflight: Map<string, Envelope> | null = null;
+  /**
+   * This session's messages stored by the partner's instance and not yet
+   * delivered, as [seq, client id], oldest first. If that instance dies, these
+   * are the ones its client must send again, and first (see `resendOrder`).
+   */
+  undelivered: [number, string][] | null = null;
+  /**
+   * After a rebuild: the ids the client must send again, in this order, before
+   * anything else is taken (messages it wrote before it saw `resend` would
+   * otherwise overtake them), and until when that is enforced.
+   */
+  resendOrder: { ids: string[]; until: number } | null = null;
 
   constructor(
     readonly id: string,

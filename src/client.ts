@@ -108,6 +108,9 @@ export class RelayClient {
     this.#socket = socket;
     this.#ready = false;
     this.lastClose = null;
+    // What went to an old socket may have died with it (its instance drained or died): it all goes again after the
+    // welcome. The server recognises the ids it already has, so nothing is relayed twice.
+    for (const out of this.#outbox.values()) out.written = false;
     if (previous) {
       previous.onclose = null;
       previous.onmessage = null;

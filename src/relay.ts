@@ -59,6 +59,9 @@ const HOLD_GRACE_MS = 10_000;
 /** When a store or the bus fails: how soon to try again. */
 const UNAVAILABLE_RETRY_MS = 1000;
 
+/** A message that came ahead of the ones a `resend` asked for again: how soon to send it again. */
+const RESEND_RETRY_MS = 50;
+
 /** How long an instance that asked another for a session waits for its answer. */
 const ADOPT_TIMEOUT_MS = 3000;
 
@@ -847,6 +850,7 @@ export class Relay {
   #msg(session: Session, f: MsgFrame): void {
     const side = session.chat;
     if (!side) return this.#error(session, 'not_in_chat', f.id);
+    if (this.#outOfResendOrder(session, side, f.id)) return;
     const ts = this.#clock.now();
     if (side.partnerNode === this.#node) {
       const partner = this.sessions.get(side.partner);
@@ -897,8 +901,27 @@ export class Relay {
   /** The partner's side stored the sender's message as `seq`. */
   #stored(sender: Session, side: ChatSide, id: string, seq: number): void {
     if (seq > side.sentSeq) side.sentSeq = seq;
-    side.inflight?.delete(id);
+    if (side.inflight?.delete(id)) {
+      side.undelivered ??= [];
+      side.undelivered.push([seq, id]);
+    }
     sender.conn?.send(encodeSent(id, seq));
+  }
+
+  /** After a rebuild, messages must come again in their first order: anything else is refused (and comes later). */
+  #outOfResendOrder(session: Session, side: ChatSide, id: string): boolean {
+    const order = side.resendOrder;
+    if (!order) return false;
+    if (order.ids.length === 0 || this.#clock.now() > order.until) {
+      side.resendOrder = null;
+      return false;
+    }
+    if (order.ids[0] === id) {
+      order.ids.shift();
+      return false;
+    }
+    this.#error(session, 'unavailable', id, undefined, RESEND_RETRY_MS);
+    return true;
   }
 
   #ack(session: Session, seq: number): void {
@@ -948,6 +971,8 @@ export class Relay {
       const side = s.chat;
       if (!side || side.id !== e.chat || e.seq <= side.deliveredSeq) return;
       side.deliveredSeq = e.seq;
+      const kept = side.undelivered;
+      while (kept && kept.length > 0 && (kept[0] as [number, string])[0] <= e.seq) kept.shift();
       this.#send(s, { type: 'delivered', seq: e.seq });
     },
     read: (s, e) => {
@@ -1020,8 +1045,13 @@ export class Relay {
       side.deliveredSeq = e.lastSeq;
       this.#send(s, { type: 'delivered', seq: e.lastSeq });
     }
+    // Lost with the dead instance: what it stored beyond what the partner received, then what it never stored.
+    const lost = (side.undelivered ?? []).filter(([seq]) => seq > e.lastSeq).map(([, id]) => id);
+    for (const id of side.inflight?.keys() ?? []) lost.push(id);
+    side.resendOrder = lost.length > 0 ? { ids: lost, until: this.#clock.now() + HOLD_GRACE_MS } : null;
     side.sentSeq = e.lastSeq;
     side.inflight = null;
+    side.undelivered = null;
     this.#send(s, { type: 'resend', after: e.lastSeq });
   }
 

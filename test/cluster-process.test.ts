@@ -1,0 +1,279 @@
+/**
+ * Instances as real processes over a real Redis: a SIGTERM drains one while
+ * its chats are busy, a SIGKILL kills one outright, and in both cases every
+ * chat goes on with nothing lost, doubled or reordered (clients reconnect to
+ * another instance, as they would through the proxy). Bad cluster settings
+ * stop the start with exit 2.
+ */
+import t, { type Test } from 'tap';
+import WebSocket from 'ws';
+import { RelayClient, type WebSocketLike } from '../src/client.js';
+import { CLUSTER_SECRET } from './fixtures/cluster.js';
+import { startRedis, type TestRedis } from './fixtures/redis.js';
+import { type RelayProcess, spawnRelay } from './fixtures/relay-process.js';
+import { sleep } from './fixtures/ws-client.js';
+
+async function startInstances(redis: TestRedis, n: number, env: Record<string, string> = {}): Promise<RelayProcess[]> {
+  const prefix = `p${Math.random().toString(36).slice(2, 8)}:`;
+  return Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      spawnRelay({
+        REDIS_URL: redis.url,
+        CLUSTER_SECRET,
+        REDIS_PREFIX: prefix,
+        INSTANCE_ID: `p${i}`,
+        DRAIN_GRACE_MS: '1000',
+        MAX_SESSIONS_PER_ADDRESS: '0',
+        MAX_CONNECTIONS_PER_ADDRESS: '0',
+        ...env,
+      }),
+    ),
+  );
+}
+
+/** A typed client that reconnects by itself to a live instance, as the page does through the proxy. */
+class Chatter {
+  readonly client: RelayClient;
+  readonly received: string[] = [];
+  readonly sent: string[] = [];
+  #stopped = false;
+  #at: number;
+
+  constructor(
+    readonly name: string,
+    private readonly live: () => RelayProcess[],
+    at: number,
+  ) {
+    this.#at = at;
+    this.client = new RelayClient({
+      url: () => {
+        const nodes = this.live();
+        return (nodes[this.#at % nodes.length] as RelayProcess).url;
+      },
+      createSocket: (u) => new WebSocket(u) as unknown as WebSocketLike,
+    });
+    this.client.on('msg', (m) => this.received.push(m.body));
+    this.client.on('draining', () => this.#move(Math.random() * 200));
+    this.client.onClosed(() => this.#move(50));
+  }
+
+  #move(afterMs: number): void {
+    if (this.#stopped) return;
+    this.#at++;
+    setTimeout(() => {
+      if (this.#stopped) return;
+      this.client.connect().catch(() => this.#move(100));
+    }, afterMs);
+  }
+
+  say(): void {
+    const body = `${this.name}-${this.sent.length}`;
+    this.sent.push(body);
+    this.client.sendMessage(body);
+  }
+
+  get settled(): boolean {
+    return this.client.connected && this.client.unconfirmed === 0 && this.client.undelivered === 0;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.client.close();
+  }
+}
+
+async function chats(live: () => RelayProcess[], pairs: number): Promise<[Chatter, Chatter][]> {
+  const out: [Chatter, Chatter][] = [];
+  for (let i = 0; i < pairs; i++) {
+    // Each pair's sides start on different instances.
+    const a = new Chatter(`a${i}`, live, i);
+    const b = new Chatter(`b${i}`, live, i + 1);
+    await Promise.all([a.client.connect(), b.client.connect()]);
+    const matched = Promise.all([a.client.next('matched'), b.client.next('matched')]);
+    a.client.send({ type: 'find' });
+    await a.client.next('queued');
+    b.client.send({ type: 'find' });
+    await matched;
+    out.push([a, b]);
+  }
+  return out;
+}
+
+async function until(what: string, done: () => boolean, timeoutMs: number, state = () => ''): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what} ${state()}`);
+    await sleep(50);
+  }
+}
+
+const stateOf = (pairs: [Chatter, Chatter][]) => () =>
+  pairs
+    .flat()
+    .filter((c) => !c.settled)
+    .map(
+      (c) =>
+        `${c.name}: connected=${c.client.connected} unconfirmed=${c.client.unconfirmed} undelivered=${c.client.undelivered} chat=${c.client.chatId !== null} close=${JSON.stringify(c.client.lastClose)}`,
+    )
+    .join('; ');
+
+function checkExactlyOnce(t: Test, pairs: [Chatter, Chatter][]): void {
+  let lost = 0;
+  let extra = 0;
+  for (const [a, b] of pairs)
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      if (JSON.stringify(to.received) !== JSON.stringify(from.sent)) {
+        lost += from.sent.filter((m) => !to.received.includes(m)).length;
+        extra += to.received.length - new Set(to.received).size;
+        t.same(to.received, from.sent, `${from.name} -> ${to.name}: all, once, in order`);
+      }
+    }
+  t.equal(lost, 0, 'no message lost');
+  t.equal(extra, 0, 'no message twice');
+}
+
+t.test(
+  'SIGTERM on a busy instance: its clients move, every chat goes on, nothing lost, doubled or reordered',
+  async (t) => {
+    const redis = await startRedis({ tcp: true });
+    t.teardown(redis.stop);
+    const nodes = await startInstances(redis, 3);
+    t.teardown(() => {
+      for (const n of nodes) n.kill('SIGKILL');
+    });
+    let live = [...nodes];
+    const pairs = await chats(() => live, 12);
+    t.teardown(() => {
+      for (const [a, b] of pairs) {
+        a.stop();
+        b.stop();
+      }
+    });
+    let talking = true;
+    const talk = (async () => {
+      while (talking) {
+        for (const [a, b] of pairs) {
+          a.say();
+          b.say();
+        }
+        await sleep(20);
+      }
+    })();
+    await sleep(500);
+    const victim = nodes[0] as RelayProcess;
+    live = nodes.slice(1);
+    const started = Date.now();
+    victim.kill('SIGTERM');
+    const exit = await victim.exited;
+    t.same(exit, { code: 0, signal: null }, 'the drained instance exits cleanly');
+    t.ok(Date.now() - started < 10_000, `within 10 s (${Date.now() - started} ms)`);
+    await sleep(500);
+    talking = false;
+    await talk;
+    await until(
+      'every message confirmed and delivered',
+      () => pairs.flat().every((c) => c.settled),
+      15_000,
+      stateOf(pairs),
+    );
+    t.ok(
+      pairs.flat().every((c) => c.client.chatId !== null),
+      'every chat is still on',
+    );
+    checkExactlyOnce(t, pairs);
+    t.ok(
+      victim.logs.some((l) => l.msg === 'draining'),
+      'it drained',
+    );
+  },
+);
+
+t.test(
+  'SIGKILL: partners see the partner away within 6 s; clients resume elsewhere; nothing they hold is lost',
+  async (t) => {
+    const redis = await startRedis({ tcp: true });
+    t.teardown(redis.stop);
+    const nodes = await startInstances(redis, 3);
+    t.teardown(() => {
+      for (const n of nodes) n.kill('SIGKILL');
+    });
+    let live = [...nodes];
+    const pairs = await chats(() => live, 9);
+    t.teardown(() => {
+      for (const [a, b] of pairs) {
+        a.stop();
+        b.stop();
+      }
+    });
+    // One more chat whose side on the victim never comes back: its partner must see it away.
+    const lonely = await chats(() => [nodes[0] as RelayProcess, nodes[1] as RelayProcess], 1);
+    const [ghost, waiter] = lonely[0] as [Chatter, Chatter];
+    ghost.client.onClosed(() => ghost.stop());
+    const away = waiter.client.next('partner', (f) => f.state === 'away', 8000);
+    let talking = true;
+    const talk = (async () => {
+      while (talking) {
+        for (const [a, b] of pairs) {
+          a.say();
+          b.say();
+        }
+        await sleep(25);
+      }
+    })();
+    await sleep(500);
+    const victim = nodes[0] as RelayProcess;
+    live = nodes.slice(1);
+    const killedAt = Date.now();
+    victim.kill('SIGKILL');
+    await victim.exited;
+    await away;
+    const awayMs = Date.now() - killedAt;
+    t.ok(awayMs <= 6000, `the partner saw it away after ${awayMs} ms`);
+    await sleep(1000);
+    talking = false;
+    await talk;
+    await until(
+      'every message confirmed and delivered',
+      () => pairs.flat().every((c) => c.settled),
+      20_000,
+      stateOf(pairs),
+    );
+    t.ok(
+      pairs.flat().every((c) => c.client.chatId !== null),
+      'every chat is still on',
+    );
+    checkExactlyOnce(t, pairs);
+    waiter.stop();
+  },
+);
+
+t.test('cluster settings are checked at start: exit 2 with a clear message', async (t) => {
+  for (const [env, expect] of [
+    [{ REDIS_URL: 'redis://127.0.0.1:1' }, /CLUSTER_SECRET: required with Redis/],
+    [
+      { REDIS_URL: 'redis://127.0.0.1:1', CLUSTER_SECRET: 'c2hvcnQ=' },
+      /CLUSTER_SECRET: expected base64 of at least 32/,
+    ],
+    [{ REDIS_URL: 'http://x', CLUSTER_SECRET }, /REDIS_URL: expected redis:/],
+    [{ REDIS_CLUSTER_NODES: 'nohost', CLUSTER_SECRET }, /REDIS_CLUSTER_NODES: expected host:port/],
+  ] as const) {
+    const relay = spawnRelay(env);
+    await t.rejects(relay, expect, Object.keys(env).join(' + '));
+  }
+  const secret = 'c2hvcnQ=';
+  await spawnRelay({ REDIS_URL: 'redis://127.0.0.1:1', CLUSTER_SECRET: secret }).catch((err: Error) =>
+    t.notMatch(err.message, secret, 'the secret is never echoed'),
+  );
+});
+
+t.test('Redis down at start: the instance starts anyway, says so, and serves alone', async (t) => {
+  const relay = await spawnRelay({ REDIS_URL: 'redis://127.0.0.1:1', CLUSTER_SECRET });
+  t.teardown(() => relay.kill('SIGKILL'));
+  t.match(await (await fetch(`${relay.http}/readyz`)).json(), { status: 'degraded', broker: 'down' });
+  t.ok(relay.logs.some((l) => String(l.msg).startsWith('broker unavailable at start')));
+  relay.kill('SIGTERM');
+  t.same((await relay.exited).code, 0);
+});
