@@ -23,10 +23,11 @@ export function registerHttpRoutes(app: TemplatedApp, deps: EdgeDeps): void {
   // alone each still serves chats with both sides on it. It answers 200 `degraded` instead (docs/operations.md).
   route(app, '/readyz', {
     get: (res, _req, head) => {
-      const broker = deps.broker.up ? 'up' : 'down';
-      if (deps.isDraining()) return replyJson(res, '503 Service Unavailable', { status: 'draining', broker }, { head });
+      const broker = deps.broker.clustered ? { broker: deps.broker.up ? 'up' : 'down' } : {};
+      if (deps.isDraining())
+        return replyJson(res, '503 Service Unavailable', { status: 'draining', ...broker }, { head });
       const status = deps.broker.up ? 'ready' : 'degraded';
-      replyJson(res, '200 OK', deps.broker.clustered ? { status, broker } : { status }, { head });
+      replyJson(res, '200 OK', { status, ...broker }, { head });
     },
   });
 

@@ -62,8 +62,11 @@ const UNAVAILABLE_RETRY_MS = 1000;
 /** A message that came ahead of the ones a `resend` asked for again: how soon to send it again. */
 const RESEND_RETRY_MS = 50;
 
-/** How long an instance that asked another for a session waits for its answer. */
-const ADOPT_TIMEOUT_MS = 3000;
+/**
+ * How long an instance that asked another for a session waits for its answer. A dead holder is noticed sooner
+ * (its liveness expires within 5.5 s and ends the wait at once); this bounds a live one that is stuck.
+ */
+const ADOPT_TIMEOUT_MS = 6000;
 
 /** How long envelopes for a session that moved away are forwarded to its new instance. */
 const FORWARD_MS = 60_000;
@@ -1052,6 +1055,8 @@ export class Relay {
     side.sentSeq = e.lastSeq;
     side.inflight = null;
     side.undelivered = null;
+    // The resend restarts the order from the oldest lost message: a message held back before it no longer leads.
+    s.releaseMessage();
     this.#send(s, { type: 'resend', after: e.lastSeq });
   }
 

@@ -122,7 +122,8 @@ t.test('a person typing as fast as they can, at the default limits: every messag
     '#log li[data-from="me"]:is([data-status="sent"], [data-status="delivered"], [data-status="read"])',
   );
   await done.nth(texts.length - 1).waitFor({ timeout: 20_000 });
-  await b.page.locator('#log li[data-from="them"]', { hasText: 'fast 40' }).waitFor();
+  // The text element alone: the whole line also holds the time ("fast 4" at "01:48" would read "fast 401:48").
+  await b.page.locator('#log li[data-from="them"] .text', { hasText: /^fast 40$/ }).waitFor();
   t.same(await messages(b.page, 'them'), texts, 'every message arrived once, in order');
   t.equal(await a.page.locator('#log li[data-from="me"][data-status="sending"]').count(), 0, 'none stuck');
   t.equal(await b.page.locator('#log li.bad').count(), 0, 'none refused as a replay');

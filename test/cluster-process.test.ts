@@ -9,9 +9,9 @@ import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import { RelayClient, type WebSocketLike } from '../src/client.js';
 import { CLUSTER_SECRET } from './fixtures/cluster.js';
-import { startRedis, type TestRedis } from './fixtures/redis.js';
+import { redisKeys, startRedis, type TestRedis } from './fixtures/redis.js';
 import { type RelayProcess, spawnRelay } from './fixtures/relay-process.js';
-import { sleep } from './fixtures/ws-client.js';
+import { sleep, TestClient } from './fixtures/ws-client.js';
 
 async function startInstances(redis: TestRedis, n: number, env: Record<string, string> = {}): Promise<RelayProcess[]> {
   const prefix = `p${Math.random().toString(36).slice(2, 8)}:`;
@@ -211,6 +211,10 @@ t.test(
     // One more chat whose side on the victim never comes back: its partner must see it away.
     const lonely = await chats(() => [nodes[0] as RelayProcess, nodes[1] as RelayProcess], 1);
     const [ghost, waiter] = lonely[0] as [Chatter, Chatter];
+    t.teardown(() => {
+      ghost.stop();
+      waiter.stop();
+    });
     ghost.client.onClosed(() => ghost.stop());
     const away = waiter.client.next('partner', (f) => f.state === 'away', 8000);
     let talking = true;
@@ -247,6 +251,47 @@ t.test(
     );
     checkExactlyOnce(t, pairs);
     waiter.stop();
+  },
+);
+
+t.test(
+  'a killed instance: invisible to matching within 6 s, and no trace of it in Redis after the resume window',
+  async (t) => {
+    const redis = await startRedis({ tcp: true });
+    t.teardown(redis.stop);
+    const nodes = await startInstances(redis, 2, { RESUME_WINDOW_MS: '3000' });
+    t.teardown(() => {
+      for (const n of nodes) n.kill('SIGKILL');
+    });
+    const [victim, survivor] = nodes as [RelayProcess, RelayProcess];
+    const [ghost, ghostWelcome] = await TestClient.hello(victim.url);
+    ghost.send({ type: 'find' });
+    await ghost.next('queued');
+    victim.kill('SIGKILL');
+    await victim.exited;
+    const killedAt = Date.now();
+    await sleep(5600);
+    const [first] = await TestClient.hello(survivor.url);
+    first.send({ type: 'find' });
+    t.same(
+      await first.next('queued'),
+      { type: 'queued' },
+      `not paired with the dead instance's waiter after ${Date.now() - killedAt} ms`,
+    );
+    const [second] = await TestClient.hello(survivor.url);
+    second.send({ type: 'find' });
+    t.equal((await first.next('matched')).chat, (await second.next('matched')).chat, 'the living are paired');
+    await sleep(3000);
+    const keys = await redisKeys(redis);
+    t.same(
+      keys.filter(
+        (k) => k.key.includes(ghostWelcome.id) || k.value.includes(ghostWelcome.id) || k.value.includes('p0'),
+      ),
+      [],
+      'nothing of the dead instance or its session is left a resume window later',
+    );
+    first.close();
+    second.close();
   },
 );
 
