@@ -36,10 +36,6 @@ class Rare {
   expiry: TimerHandle | null = null;
   /** A chat that ended while this session was away, told on resume. */
   pendingEnd: EndReason | null = null;
-  /** The random wait this session is in: what it asked for and since when (its place if it moves). */
-  waiting: { interests: string[]; since: number } | null = null;
-  /** Whether `queued` was sent for the current wait (a match may be reported before the find returns). */
-  queuedTold = false;
   /** The protocol-violation bucket (see limits.ts: one number, `fullAt`). */
   violationsFullAt = 0;
   /**
@@ -58,6 +54,10 @@ export class Session {
   used = false;
   /** Frames refused for rate in a row. */
   floodStreak = 0;
+  /** The random wait this session is in: what it asked for and since when (its place if it moves); null after. */
+  waiting: { interests: string[]; since: number } | null = null;
+  /** Whether `queued` was sent for the current wait (a match may be reported before the find returns). */
+  queuedTold = false;
   /** The frame-rate bucket (see limits.ts: one number, not an object per session). */
   #rateFullAt = 0;
   /** The typing-signal bucket, apart so typing never crowds out messages. */
@@ -142,19 +142,5 @@ export class Session {
     if (next < 0) return false;
     rare.violationsFullAt = next;
     return true;
-  }
-
-  get waiting(): { interests: string[]; since: number } | null {
-    return this.#rare?.waiting ?? null;
-  }
-  set waiting(w: { interests: string[]; since: number } | null) {
-    if (w !== null || this.#rare) this.#more().waiting = w;
-  }
-
-  get queuedTold(): boolean {
-    return this.#rare?.queuedTold ?? false;
-  }
-  set queuedTold(told: boolean) {
-    if (told || this.#rare) this.#more().queuedTold = told;
   }
 }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { startTestCluster } from './fixtures/cluster.js';
-import { runScenarios, url } from './fixtures/cluster-scenarios.js';
-import { redisKeys, type TestRedis } from './fixtures/redis.js';
+import { CLUSTER_SECRET, startTestCluster } from './fixtures/cluster.js';
+import { pairAcross, runScenarios, url } from './fixtures/cluster-scenarios.js';
+import { redisKeys, startRedis, type TestRedis } from './fixtures/redis.js';
+import { startTestServer } from './fixtures/server.js';
 import { sleep, TestClient } from './fixtures/ws-client.js';
 
 runScenarios(t, 'redis', () => startTestCluster('redis'));
@@ -65,4 +66,45 @@ t.test('redis: the Redis this project starts never persists', async (t) => {
   t.teardown(() => client.disconnect());
   t.same(await client.config('GET', 'save'), ['save', '']);
   t.same(await client.config('GET', 'appendonly'), ['appendonly', 'no']);
+});
+
+t.test(
+  'redis: a password in REDIS_URL works, and a wrong one leaves the instance degraded, never crashed',
+  async (t) => {
+    const redis = await startRedis({ tcp: true, password: 'pw-in-the-url' });
+    t.teardown(redis.stop);
+    const prefix = `pw${randomBytes(3).toString('hex')}:`;
+    const good = await startTestServer({ redisUrl: redis.url, clusterSecret: CLUSTER_SECRET, redisPrefix: prefix });
+    t.teardown(good.close);
+    t.match(redis.url, /^redis:\/\/:pw-in-the-url@127\.0\.0\.1:\d+$/);
+    t.same(await (await fetch(`${good.http}/readyz`)).json(), { status: 'ready', broker: 'up' });
+    const bad = await startTestServer({
+      redisUrl: redis.url.replace('pw-in-the-url', 'wrong'),
+      clusterSecret: CLUSTER_SECRET,
+      redisPrefix: prefix,
+    });
+    t.teardown(bad.close);
+    t.same(await (await fetch(`${bad.http}/readyz`)).json(), { status: 'degraded', broker: 'down' });
+    t.notOk(bad.logs.lines.join('\n').includes('pw-in-the-url'), 'the password is never logged');
+  },
+);
+
+t.test('redis: subscriber connections killed by Redis come back and the bus flows again within 2 s', async (t) => {
+  const cluster = await startTestCluster('redis', { nodes: 2 });
+  t.teardown(cluster.close);
+  const { a, b } = await pairAcross(cluster, 0, 1);
+  const admin = new Redis(cluster.redis?.options ?? {});
+  t.teardown(() => admin.disconnect());
+  t.ok(Number(await admin.client('KILL', 'TYPE', 'pubsub')) >= 2, 'both instances lost their subscriptions');
+  const killedAt = Date.now();
+  let got = false;
+  // Sent again (same id, as a client does after `unavailable`) until it crosses.
+  while (!got && Date.now() - killedAt < 2000) {
+    a.send({ type: 'msg', id: 'after', body: 'still there?' });
+    const reply = await a.any(500).catch(() => null);
+    got = reply?.type === 'sent';
+    if (!got) await sleep(50);
+  }
+  t.ok(got, `a message crossed again after ${Date.now() - killedAt} ms`);
+  t.match(await b.next('msg', 2000), { body: 'still there?' });
 });
