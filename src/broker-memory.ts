@@ -137,6 +137,8 @@ class MemoryMatchmaker implements Matchmaker {
 
   async find(ticket: Ticket): Promise<FindOutcome> {
     const net = this.net;
+    // Finding again (a session that moved, or a retry) replaces the old ticket.
+    net.room.remove(ticket.id);
     net.tickets.set(ticket.id, ticket);
     const outcome = net.withCaller(this.nodeId, () => net.room.enqueue(ticket.id, ticket.interests, ticket.since));
     if (outcome === 'full') net.tickets.delete(ticket.id);

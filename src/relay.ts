@@ -462,6 +462,14 @@ export class Relay {
     const session = new Session(id, address, this.#policies);
     session.used = snapshot.used;
     session.pendingEnd = snapshot.pendingEnd;
+    const waiting = snapshot.waiting;
+    if (waiting) {
+      // Still waiting, and its welcome says so: the client knows it is queued and must not find again.
+      session.state = 'queued';
+      session.queuedTold = true;
+      if ('invite' in waiting) session.inviteCode = waiting.invite;
+      else session.waiting = waiting;
+    }
     if (snapshot.side) {
       session.chat = sideFrom(snapshot.side, this.buffer);
       session.state = 'chatting';
@@ -472,10 +480,29 @@ export class Relay {
     this.#metrics.hellos.inc({ outcome: 'resumed' });
     this.#welcome(session, token, true);
     this.#afterWelcome(session, lastSeq);
-    const waiting = snapshot.waiting;
-    if (waiting && 'invite' in waiting) void this.#join(session, waiting.invite);
-    else if (waiting) void this.#find(session, waiting.interests, waiting.since);
     pending.resolve(session);
+    this.#takeOverWait(session);
+  }
+
+  /** A session that moved here while waiting keeps its place: the same ticket (first `find` time) or the same code. */
+  #takeOverWait(session: Session): void {
+    const id = session.id;
+    if (session.state !== 'queued') return;
+    const code = session.inviteCode;
+    if (code !== null) {
+      this.#settle('invites', this.#broker.invites.join(code, id, this.#node));
+      return;
+    }
+    const w = session.waiting;
+    if (!w) return;
+    const ticket: Ticket = { id, node: this.#node, interests: w.interests, since: w.since };
+    this.#call('matchmaker', () => this.#broker.matchmaker.find(ticket), 'unavailable' as const).then((outcome) => {
+      if (outcome === 'queued' || outcome === 'matched' || !this.#stillWaiting(session)) return;
+      session.state = 'idle';
+      session.waiting = null;
+      if (outcome === 'full') this.#error(session, 'queue_full', undefined, undefined, 1000);
+      else this.#error(session, 'unavailable', undefined, undefined, UNAVAILABLE_RETRY_MS);
+    });
   }
 
   /** Another instance asks for a session of ours that resumed there: hand it over and forget it here. */
@@ -483,10 +510,8 @@ export class Relay {
     const snapshot = snapshotOf(session, this.buffer);
     session.expiry?.cancel();
     session.expiry = null;
-    if (session.state === 'queued') {
-      if (session.inviteCode === null) this.#settle('matchmaker', this.#broker.matchmaker.cancel(session.id));
-      // An invite wait is taken over by the new instance joining the same code again.
-    }
+    // A wait is not cancelled here: the new instance takes it over (finding again replaces the ticket, joining the
+    // same code again moves the holder), so there is no moment in which the session has lost its place.
     const old = session.conn;
     session.conn = null;
     if (old) this.#close(old, 'session_replaced');
@@ -693,8 +718,7 @@ export class Relay {
 
   async #join(session: Session, code: string): Promise<void> {
     if (session.state === 'chatting') return this.#error(session, 'already_in_chat');
-    if (session.state === 'queued' && session.inviteCode === null && session.queuedTold)
-      return this.#error(session, 'already_queued');
+    if (session.state === 'queued' && session.inviteCode === null) return this.#error(session, 'already_queued');
     session.used = true;
     const normalized = normalizeCode(code);
     const outcome = await this.#call('invites', () => this.#broker.invites.join(code, session.id, this.#node), null);
