@@ -31,6 +31,7 @@ export type ErrorCode = keyof typeof ErrorCodes;
 export const CloseCodes = {
   going_away: 1001,
   internal_error: 1011,
+  try_again_later: 1013,
   protocol_violation: 4400,
   hello_timeout: 4408,
   session_replaced: 4409,

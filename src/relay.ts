@@ -226,6 +226,12 @@ export class Relay {
       }
       if (this.#broker.clustered && this.#broker.up)
         return this.#adopt(conn, resume.id, resume.token, resume.lastSeq, address);
+      if (this.#broker.clustered) {
+        // Another instance may hold it, and cannot be asked now: a fresh identity would end its chat for nothing.
+        this.#metrics.hellos.inc({ outcome: 'refused' });
+        this.#close(conn, 'try_again_later');
+        return null;
+      }
     }
     return this.#fresh(conn, address, resume ? 'resume_rejected' : 'new');
   }
