@@ -184,6 +184,13 @@ async function chatThroughDrain(
     t.equal(await p.page.locator('#log li[data-from="me"][data-status="failed"]').count(), 0, 'nothing failed');
     t.ok(await p.page.locator('#text').isEnabled(), 'the composer is usable');
     t.notOk(await p.page.locator('#again').isVisible(), 'no "new chat" offered');
+    // The log follows the conversation: the newest message, with its receipt line, is in view.
+    const hidden = await p.page.evaluate(`(() => {
+      const log = document.getElementById('log').getBoundingClientRect();
+      const last = document.querySelector('#log li:last-child').getBoundingClientRect();
+      return Math.max(0, Math.round(last.bottom - log.bottom));
+    })()`);
+    t.equal(hidden, 0, 'the newest message is fully in view');
     t.same(
       p.problems.filter((x) => !x.includes('WebSocket')),
       [],
