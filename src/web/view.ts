@@ -192,8 +192,10 @@ export class View {
   own(text: string, status: Delivery): OwnMessage {
     const meta = element('span', 'meta');
     const li = bubble('msg', 'You', text, meta);
+    // With its meta line filled before it is scrolled into view, the newest message shows its receipt.
+    const mine = new OwnMessage(li, meta, status);
     this.#append(li, 'me');
-    return new OwnMessage(li, meta, status);
+    return mine;
   }
 
   theirs(text: string, ts: number, warning?: string): void {
