@@ -225,14 +225,14 @@ class ChatApp {
   }
 
   /**
-   * The relay is restarting: reconnect before it closes the socket, each page after its own random delay. The
-   * socket is closed, not replaced: its close hands back what the outbox wrote to it, so a message whose `sent`
-   * was still on its way (dropped with a replaced socket) goes again on the next one; the reconnect follows.
+   * The relay is restarting: reconnect before it closes the socket, each page after its own random delay, so the
+   * partner never sees this side away (in a cluster the new instance takes the session over from the old one).
+   * The typed client writes again, on the new socket, whatever it wrote to the old one without a `sent`.
    */
   #onDraining(): void {
     this.#draining = true;
     clearTimeout(this.#retryTimer);
-    this.#retryTimer = setTimeout(() => this.#client.drop(), Math.random() * DRAIN_JITTER_MS);
+    this.#retryTimer = setTimeout(() => this.#connect(), Math.random() * DRAIN_JITTER_MS);
     this.#render();
   }
 
