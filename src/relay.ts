@@ -1020,6 +1020,12 @@ export class Relay {
     presence: (s, e) => {
       const side = s.chat;
       if (!side || side.id !== e.chat) return;
+      if (side.partnerNode !== e.node && e.node !== this.#node && side.inflight) {
+        // The partner moved. What is still on its way went to the old instance, which forwards it, but a message
+        // sent from now on would race the forwarded ones: everything unstored goes again to the new instance
+        // first, in order (its dedupe drops whichever copy arrives second).
+        for (const env of side.inflight.values()) this.#broker.send(e.node, env);
+      }
       side.partnerNode = e.node;
       this.#orphans.get(s)?.cancel();
       this.#orphans.delete(s);

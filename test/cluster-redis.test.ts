@@ -108,3 +108,22 @@ t.test('redis: subscriber connections killed by Redis come back and the bus flow
   t.ok(got, `a message crossed again after ${Date.now() - killedAt} ms`);
   t.match(await b.next('msg', 2000), { body: 'still there?' });
 });
+
+t.test('redis: report cool-downs hold across instances (reported on one, refused on another)', async (t) => {
+  const cluster = await startTestCluster('redis', { overrides: { reportThreshold: 1 } });
+  t.teardown(cluster.close);
+  const { a, b, wb } = await pairAcross(cluster, 0, 1);
+  a.send({ type: 'report' });
+  t.same(await a.next('ended'), { type: 'ended', reason: 'you_reported' });
+  t.same(await b.next('ended'), { type: 'ended', reason: 'partner_left' });
+  b.send({ type: 'find' });
+  t.match(await b.next('error'), { code: 'cooldown' }, 'the reported session may not find');
+  // The same session on another instance, and another session from the same address, are on cool-down too.
+  const b2 = await TestClient.resume(url(cluster, 2), wb, 0);
+  await b2.next('welcome');
+  b2.send({ type: 'find' });
+  t.match(await b2.next('error'), { code: 'cooldown' });
+  const [sameAddress] = await TestClient.hello(url(cluster, 2));
+  sameAddress.send({ type: 'find' });
+  t.match(await sameAddress.next('error'), { code: 'cooldown' }, 'its address is on cool-down everywhere');
+});
