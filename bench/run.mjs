@@ -7,11 +7,11 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 // (results.json, report.md, *.svg). A full run also refreshes bench/RESULTS.md.
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import hdr from 'hdr-histogram-js';
 import { httpBench } from './lib/http.mjs';
 import { artilleryInstalled, journey } from './lib/journey.mjs';
 import { externalRelay, startRelay } from './lib/proc.mjs';
 import { report } from './lib/report.mjs';
+import { per, percentiles, quiesce, sleep, sum } from './lib/util.mjs';
 import { WorkerPool } from './lib/workers.mjs';
 
 const HERE = fileURLToPath(new URL('./', import.meta.url));
@@ -22,7 +22,6 @@ const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
 const targets = arg('targets')?.split('=')[1]?.split(',');
 const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
 const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
-const sum = (xs, f) => xs.reduce((s, x) => s + f(x), 0);
 
 // Every run is bounded in count and time; the full profile is what RESULTS.md shows.
 const PROFILES = {
@@ -73,15 +72,6 @@ const P = { ...PROFILES[mode] };
 // --workers=N: generator processes (and source addresses 127.0.0.2..) for the connection phases; a
 // bigger machine, or a cluster measured toward 60,000 sessions, needs more (at most ~19,500 sockets each).
 if (arg('workers')) P.workers = Number(arg('workers').split('=')[1]);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const per = (total, n) => Array.from({ length: n }, (_, i) => Math.floor(total / n) + (i < total % n ? 1 : 0));
-
-function percentiles(encoded) {
-  const h = hdr.build();
-  for (const e of encoded) h.add(hdr.decodeFromCompressedBase64(e));
-  const q = (p) => h.getValueAtPercentile(p) / 1000; // µs -> ms
-  return { count: h.totalCount, p50: q(50), p90: q(90), p99: q(99), p999: q(99.9), max: h.maxValue / 1000 };
-}
 
 async function withRelay(name, port, fn, workers = P.workers) {
   const relay = await launch(name, port);
@@ -168,18 +158,6 @@ async function capacity(name, port) {
           : last.rssPerSessionBytes,
     };
   });
-}
-
-/** Waits until every message sent has been received (no backlog carried into the next phase). */
-async function quiesce(pool) {
-  const started = Date.now();
-  for (;;) {
-    const c = await pool.all('counts');
-    const sent = c.reduce((s, r) => s + r.sent, 0);
-    const received = c.reduce((s, r) => s + r.received, 0);
-    if (received >= sent || Date.now() - started > 30_000) return Date.now() - started;
-    await sleep(100);
-  }
 }
 
 /** Throughput (closed loop) per size, then latency at 25/50/75% of the 64 B maximum and at a fixed rate. */
