@@ -48,41 +48,57 @@ export const RELAYS = {
   },
 };
 
-export async function startRelay(name, port) {
+/**
+ * Starts relay `name` on `port` (`env` adds to its environment: a cluster instance's Redis and name).
+ * Ready once it answers HTTP at all (ours: /healthz 200; the peers and the floor: 404), or, with
+ * `readyPath`, once that path answers 200 (a cluster instance: /readyz, when its broker is up).
+ */
+export async function startRelay(name, port, env = {}, readyPath = null) {
   const relay = RELAYS[name];
   const [cmd, ...args] = relay.command;
   const child = spawn(cmd, args, {
-    env: { ...process.env, ...relay.env, PORT: String(port), HOST: '127.0.0.1' },
+    env: { ...process.env, ...relay.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  // Ready once it answers HTTP at all (ours: /healthz 200; the peers and the floor: 404).
   let exited = null;
-  child.once('exit', (code) => {
-    exited = code;
-  });
+  const exit = new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = code ?? signal;
+      resolve(exited);
+    }),
+  );
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (exited !== null) throw new Error(`${name} exited with ${exited}`);
-    if (Date.now() > deadline) throw new Error(`${name} did not start`);
-    try {
-      await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${name} did not start`);
     }
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${readyPath ?? '/healthz'}`, {
+        signal: AbortSignal.timeout(1000),
+      });
+      await res.arrayBuffer();
+      if (!readyPath || res.status === 200) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
   }
   child.stdout.resume();
+  const signal = (sig) => {
+    if (exited === null) child.kill(sig);
+    return exit;
+  };
   return {
     name,
     url: `ws://127.0.0.1:${port}/ws`,
     http: `http://127.0.0.1:${port}`,
     pid: child.pid,
     sample: () => sample(child.pid),
-    stop: () =>
-      new Promise((resolve) => {
-        child.once('exit', resolve);
-        child.kill('SIGKILL');
-      }),
+    /** Resolves with the exit code (or signal) once the process has gone. */
+    exit,
+    stop: () => signal('SIGKILL'),
+    /** SIGTERM: a drain (ours: `draining`, then 1001 after DRAIN_GRACE_MS); resolves on exit. */
+    terminate: () => signal('SIGTERM'),
   };
 }
 
