@@ -361,6 +361,15 @@ class Worker {
     return {};
   }
 
+  /** The cluster bench's typed, reconnecting clients (chatters.mjs), loaded only when a phase asks for them. */
+  async chatters(args) {
+    if (!this.chat) {
+      const { Chatters } = await import('./chatters.mjs');
+      this.chat = new Chatters(this);
+    }
+    return this.chat[args.op](args);
+  }
+
   /** Messages sent and received so far (the orchestrator waits for these to match between phases). */
   counts() {
     return { sent: this.sent, received: this.received };
