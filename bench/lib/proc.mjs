@@ -2,7 +2,7 @@
 // port, wait for it to listen, and read its CPU time and RSS from /proc (Linux),
 // which costs the server nothing and works the same for every relay.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -56,8 +56,11 @@ export const RELAYS = {
 export async function startRelay(name, port, env = {}, readyPath = null) {
   const relay = RELAYS[name];
   const [cmd, ...args] = relay.command;
+  // BENCH_RELAY_LOG_DIR=dir keeps each relay's log (ours: JSON lines, at `info` there unless LOG_LEVEL says).
+  const logDir = process.env.BENCH_RELAY_LOG_DIR;
+  const logLevel = logDir ? { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } : {};
   const child = spawn(cmd, args, {
-    env: { ...process.env, ...relay.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
+    env: { ...process.env, ...relay.env, ...logLevel, ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let exited = null;
@@ -83,7 +86,10 @@ export async function startRelay(name, port, env = {}, readyPath = null) {
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
-  child.stdout.resume();
+  if (logDir) {
+    mkdirSync(logDir, { recursive: true });
+    child.stdout.pipe(createWriteStream(`${logDir}/${env.INSTANCE_ID ?? name}-${port}.log`));
+  } else child.stdout.resume();
   const signal = (sig) => {
     if (exited === null) child.kill(sig);
     return exit;
