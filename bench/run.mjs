@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio,floor]`
+// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio,floor] [-- --cluster]`
 // Runs the same generator against our relay, the two reference peers and the
 // floor (a bare uWebSockets.js relay doing the least work the generator accepts),
 // one relay at a time on this machine's loopback, and writes results/<stamp>/
 // (results.json, report.md, *.svg). A full run also refreshes bench/RESULTS.md.
+// --cluster runs the cluster bench instead (lib/cluster.mjs: three instances and
+// one Redis, against one instance in the same run); a full one refreshes the
+// cluster section of bench/RESULTS.md. --smoke runs both, with tiny counts.
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { clusterBench, clusterProblems } from './lib/cluster.mjs';
+import { CLUSTER_END, CLUSTER_START, clusterReport, clusterSection } from './lib/cluster-report.mjs';
 import { httpBench } from './lib/http.mjs';
 import { artilleryInstalled, journey } from './lib/journey.mjs';
 import { externalRelay, startRelay } from './lib/proc.mjs';
@@ -20,7 +25,14 @@ const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
 // --targets=ws://a:8080/ws,wss://b/ws drives relays that are already running (several instances, a TLS
 // proxy) instead of starting them here: the generator spreads its clients over the URLs.
 const targets = arg('targets')?.split('=')[1]?.split(',');
-const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
+const clusterOnly = Boolean(arg('cluster'));
+const relays = clusterOnly
+  ? []
+  : targets
+    ? ['target']
+    : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
+// The cluster bench runs with --cluster, and in the smoke run (so CI covers it), not with --targets.
+const withCluster = clusterOnly || (mode === 'smoke' && !targets && !arg('relays'));
 const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
 
 // Every run is bounded in count and time; the full profile is what RESULTS.md shows.
@@ -38,6 +50,17 @@ const PROFILES = {
     journey: { seconds: 2, arrivalRate: 10 },
     settleMs: 500,
     trafficWorkers: 2,
+    cluster: {
+      pairingClients: 300,
+      pairs: 10,
+      trafficMs: 1000,
+      chatPairs: 10,
+      chatRate: 200,
+      steadyMs: 500,
+      drainGraceMs: 1000,
+      recoveryTimeoutMs: 20_000,
+      afterKillMs: 500,
+    },
   },
   quick: {
     workers: 3,
@@ -52,6 +75,17 @@ const PROFILES = {
     journey: { seconds: 3, arrivalRate: 40 },
     settleMs: 1000,
     trafficWorkers: 2,
+    cluster: {
+      pairingClients: 4000,
+      pairs: 100,
+      trafficMs: 1500,
+      chatPairs: 100,
+      chatRate: 2000,
+      steadyMs: 2000,
+      drainGraceMs: 1500,
+      recoveryTimeoutMs: 30_000,
+      afterKillMs: 2000,
+    },
   },
   full: {
     // One generator process per core: more only queue behind each other (19,500 sockets fit in two).
@@ -66,6 +100,19 @@ const PROFILES = {
     httpSeconds: 10,
     journey: { seconds: 30, arrivalRate: 100 },
     trafficWorkers: 2,
+    // Three instances, Redis and the generator share the machine: the same pairs and rates as the single
+    // server's throughput phase, and enough clients that pairing runs for seconds, not milliseconds.
+    cluster: {
+      pairingClients: 10_000,
+      pairs: 200,
+      trafficMs: 8000,
+      chatPairs: 200,
+      chatRate: 4000,
+      steadyMs: 5000,
+      drainGraceMs: 1500,
+      recoveryTimeoutMs: 30_000,
+      afterKillMs: 5000,
+    },
   },
 };
 const P = { ...PROFILES[mode] };
@@ -269,7 +316,7 @@ async function userFacing(name, port) {
   }
 }
 
-if (!artilleryInstalled())
+if (relays.length > 0 && !artilleryInstalled())
   console.log('artillery is not installed (npm --prefix bench/artillery install): journey skipped');
 let port = 18080;
 for (const name of relays) {
@@ -284,16 +331,44 @@ for (const name of relays) {
   };
 }
 
+// Ports 18080 and up are the relays' above; the cluster's (Redis, then instances) start well clear of them.
+if (withCluster) results.cluster = await clusterBench(P, 18200);
+
 const stamp = results.date.replace(/[:.]/g, '-');
-const dir = `${HERE}results/${mode}-${stamp}/`;
+const dir = `${HERE}results/${clusterOnly ? 'cluster-' : ''}${mode}-${stamp}/`;
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}results.json`, `${JSON.stringify(results, null, 2)}\n`);
-const { markdown, charts } = report(results);
+const { markdown, charts } = clusterOnly ? { markdown: clusterReport(results), charts: {} } : report(results);
 for (const [file, svg] of Object.entries(charts)) writeFileSync(`${dir}${file}`, svg);
-writeFileSync(`${dir}report.md`, markdown);
+writeFileSync(
+  `${dir}report.md`,
+  clusterOnly || !results.cluster ? markdown : `${markdown}\n${clusterSection(results)}`,
+);
 console.log(`\nreport: ${dir}report.md`);
-if (mode === 'full') {
-  writeFileSync(`${HERE}RESULTS.md`, markdown.replaceAll('](./', '](./results-latest/'));
+// RESULTS.md holds the latest full run of each: the relays' (the whole file) and the cluster's (its own
+// section, between markers, which the other kind of run keeps as it is).
+const previous = (() => {
+  try {
+    return readFileSync(`${HERE}RESULTS.md`, 'utf8');
+  } catch {
+    return '';
+  }
+})();
+const kept = previous.includes(CLUSTER_START)
+  ? previous.slice(previous.indexOf(CLUSTER_START), previous.indexOf(CLUSTER_END) + CLUSTER_END.length)
+  : '';
+if (mode === 'full' && clusterOnly) {
+  const section = clusterSection(results);
+  writeFileSync(
+    `${HERE}RESULTS.md`,
+    kept ? previous.replace(kept, () => section.trimEnd()) : `${previous.trimEnd()}\n\n${section}`,
+  );
+  mkdirSync(`${HERE}results-latest`, { recursive: true });
+  copyFileSync(`${dir}results.json`, `${HERE}results-latest/cluster-results.json`);
+  console.log('bench/RESULTS.md: cluster section updated');
+} else if (mode === 'full') {
+  const relaysMarkdown = markdown.replaceAll('](./', '](./results-latest/');
+  writeFileSync(`${HERE}RESULTS.md`, kept ? `${relaysMarkdown}\n${kept}\n` : relaysMarkdown);
   mkdirSync(`${HERE}results-latest`, { recursive: true });
   for (const file of [...Object.keys(charts), 'results.json'])
     copyFileSync(`${dir}${file}`, `${HERE}results-latest/${file}`);
@@ -312,5 +387,9 @@ for (const [name, r] of Object.entries(results.relays)) {
   if (r.journey && r.journey.failed > 0) problems.push(`${name}: ${r.journey.failed} journeys failed`);
   for (const h of r.http ?? []) if (h.other > 0) problems.push(`${name}: ${h.other} ${h.endpoint} not 2xx`);
 }
+const cluster = clusterProblems(results.cluster);
+problems.push(...cluster.broken);
+if (cluster.findings.length > 0)
+  console.log(`\ncluster: the relay missed these (see the report):\n  ${cluster.findings.join('\n  ')}`);
 if (problems.length > 0) console.log(`\nproblems:\n  ${problems.join('\n  ')}`);
 process.exit(mode === 'smoke' && problems.length > 0 ? 1 : 0);
