@@ -20,6 +20,9 @@ const tally = (o) =>
         .map(([k, v]) => `${k} ${n(v)}`)
         .join(', ');
 
+const contended = (c, key, unit = '') =>
+  (c.contention ?? []).map((x) => (x[key] === null ? 'n/a' : `${x[key].toFixed(1)}${unit}`)).join(' / ');
+
 /** The cluster's section, between its markers. */
 export function clusterSection(results) {
   const c = results.cluster;
@@ -35,9 +38,9 @@ export function clusterSection(results) {
       'and one `redis-server --save "" --appendonly no` (checked with `CONFIG GET` before use) on loopback, with the ' +
       `generator, all on this machine's ${cores} cores. Every per-CPU-second figure counts all ${c.instances} relay ` +
       'processes plus Redis, from `/proc/<pid>/stat`. "One instance" is ours alone, without Redis, under the same ' +
-      'load in the same run. The 1-minute load average was ' +
-      `${(c.loadAverage ?? []).map((x) => x.toFixed(1)).join(' before and ')} after the cluster phases ` +
-      `(${cores} would mean the cores were just busy; more, that processes waited for them). ` +
+      `load in the same run. Before and after the cluster phases: 1-minute load average ${contended(c, 'loadAverage')}, ` +
+      `and some task was waiting for a core ${contended(c, 'cpuPressure', '%')} of the last minute (Linux PSI; ` +
+      'other processes on this machine count too). ' +
       'Regenerate with `npm run bench -- --cluster` (full) or `npm run bench -- --cluster --quick`.',
     '',
   );

@@ -16,7 +16,7 @@
 //   until every chat flows again in both directions.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { startRelay } from './proc.mjs';
@@ -61,6 +61,15 @@ function writeDebug(stopped, phase) {
   const file = `${dir}${phase}-${Date.now()}.json`;
   writeFileSync(file, JSON.stringify(out, null, 1));
   console.log(`  debug: ${out.length} chat directions with a message lost, duplicated or out of order: ${file}`);
+}
+
+/** The 1-minute load average and the CPU pressure (PSI `some avg60`, % of time some task waited for a core). */
+function contention() {
+  let cpuPressure = null;
+  try {
+    cpuPressure = Number(readFileSync('/proc/pressure/cpu', 'utf8').match(/some avg10=\S+ avg60=(\S+)/)?.[1]);
+  } catch {}
+  return { loadAverage: loadavg()[0], cpuPressure };
 }
 
 /** CPU seconds used so far by each process (relays and Redis), read from /proc. */
@@ -183,7 +192,7 @@ export function pairing(relay, C, P, tagged = false) {
 }
 
 /** Throughput (64 B closed loop) and latency (fixed open-loop rate), every pair split over two instances. */
-function traffic(relay, C, P) {
+export function traffic(relay, C, P) {
   return withPool(P.trafficWorkers, relay.urls(), async (pool) => {
     const n = pool.workers.length;
     // Pairs are made inside each generator process: an even number of clients in each.
@@ -214,6 +223,8 @@ function traffic(relay, C, P) {
         generatorCpuShare: sum(results, (r) => r.cpuMs) / 1000 / seconds,
         latencyMs: percentiles(results.map((r) => r.histogram)),
         drainMs,
+        // Error frames the generator got so far (it never sends a refused message again).
+        errorFrames: mergeCounts(results.map((r) => r.errorCodes)),
       };
     };
     const closed = await run({ size: 64, window: 16 });
@@ -225,6 +236,12 @@ function traffic(relay, C, P) {
     );
     return { clients: sum(conn, (x) => x.connected), pairs, closed, fixed };
   });
+}
+
+function mergeCounts(list) {
+  const out = {};
+  for (const o of list) for (const [k, v] of Object.entries(o ?? {})) out[k] = (out[k] ?? 0) + v;
+  return out;
 }
 
 /** Joins both sides of every chat: what one side sent against what the other received, exactly once and in order. */
@@ -423,8 +440,9 @@ export async function clusterBench(P, firstPort) {
   const C = P.cluster;
   let port = firstPort;
   const nextPort = () => port++;
-  // The 1-minute load average before and after: work of other processes on the machine shows there.
-  const out = { instances: INSTANCES, drainGraceMs: C.drainGraceMs, phaseSeconds: {}, loadAverage: [loadavg()[0]] };
+  // Before and after: the 1-minute load average, and the share of the last minute in which some task waited
+  // for a core (Linux PSI). Other processes' work on the machine shows there.
+  const out = { instances: INSTANCES, drainGraceMs: C.drainGraceMs, phaseSeconds: {}, contention: [contention()] };
   const timed = async (name, fn) => {
     const t0 = Date.now();
     const r = await fn();
@@ -460,7 +478,7 @@ export async function clusterBench(P, firstPort) {
   } finally {
     await cl.stop();
   }
-  out.loadAverage.push(loadavg()[0]);
+  out.contention.push(contention());
   console.log(`  cluster phases (s): ${JSON.stringify(out.phaseSeconds)}`);
   return out;
 }

@@ -56,6 +56,10 @@ export const RELAYS = {
 export async function startRelay(name, port, env = {}, readyPath = null) {
   const relay = RELAYS[name];
   const [cmd, ...args] = relay.command;
+  // BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": flags for each relay's node (profiles are
+  // written on a clean exit, SIGTERM for ours); NODE_OPTIONS does not take --cpu-prof.
+  if (cmd === 'node' && process.env.BENCH_RELAY_NODE_ARGS)
+    args.unshift(...process.env.BENCH_RELAY_NODE_ARGS.split(' '));
   // BENCH_RELAY_LOG_DIR=dir keeps each relay's log (ours: JSON lines, at `info` there unless LOG_LEVEL says).
   const logDir = process.env.BENCH_RELAY_LOG_DIR;
   const logLevel = logDir ? { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } : {};

@@ -104,6 +104,7 @@ class Client {
         return;
       case 'error':
         this.w.errors++;
+        this.w.errorCodes[f.code] = (this.w.errorCodes[f.code] ?? 0) + 1;
         return;
     }
   }
@@ -115,6 +116,8 @@ class Worker {
   sent = 0;
   received = 0;
   errors = 0;
+  /** Error frames by code (a refused message is never sent again here: `rate_limited` or `unavailable` show). */
+  errorCodes = {};
   recording = false;
   closedLoop = false;
   toAck = new Set();
@@ -286,6 +289,7 @@ class Worker {
     await new Promise((r) => setTimeout(r, 300));
     const cpu = process.cpuUsage(cpu0);
     return {
+      errorCodes: this.errorCodes,
       seconds: (end.t - start.t) / 1000,
       received: end.received - start.received,
       histogram: hdr.encodeIntoCompressedBase64(this.histogram),
