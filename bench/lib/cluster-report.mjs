@@ -148,7 +148,13 @@ export function clusterSection(results) {
         `5 ms (p50 ${ms(many.fixed.latencyMs.p50)} ms, p99.9 ${ms(many.fixed.latencyMs.p999)} ms). A cross-instance ` +
         'message is a publish to Redis and a delivery by it, and a `stored` back the same way; at that rate the ' +
         `processes used ${cpuShares(many.fixed.cpuShare)} of a core and the generator ${pct(many.fixed.generatorCpuShare)}, ` +
-        `${c.instances + 3} busy processes on ${cores} cores, so any of them waiting for a core shows in the tail.`,
+        `${c.instances + 3} busy processes on ${cores} cores, so any of them waiting for a core shows in the tail.` +
+        (Object.keys(many.fixed.errorFrames ?? {}).length > 0
+          ? ` The relay also refused messages (${tally(many.fixed.errorFrames)}): \`unavailable\` when an ` +
+            "instance's broker was down (a Redis command past ioredis's 1 s timeout takes it down until the next " +
+            'good heartbeat), and `rate_limited` for every later message of that sender, held behind the refused ' +
+            'one; this generator never sends a refused message again, so those senders stopped.'
+          : ''),
     );
   for (const [name, r, ok] of [
     ['Rolling restart', rr, rollingOk],
@@ -187,8 +193,9 @@ export function clusterSection(results) {
     'generator CPU',
     `at ${n(rate)} msg/s: p50 / p99 / p99.9 / max ms`,
     `CPU at ${n(rate)} msg/s`,
+    `refused at ${n(rate)} msg/s (error frames)`,
   );
-  row('---', '---', '---', '---', '---', '---', '---');
+  row('---', '---', '---', '---', '---', '---', '---', '---');
   for (const [label, t] of [
     ['one instance', one],
     [`${c.instances} instances + Redis`, many],
@@ -201,6 +208,7 @@ export function clusterSection(results) {
       pct(t.closed.generatorCpuShare),
       [t.fixed.latencyMs.p50, t.fixed.latencyMs.p99, t.fixed.latencyMs.p999, t.fixed.latencyMs.max].map(ms).join(' / '),
       cpuShares(t.fixed.cpuShare),
+      tally(t.fixed.errorFrames ?? {}),
     );
   lines.push('', '### Pairing', '');
   lines.push(

@@ -223,7 +223,7 @@ export function traffic(relay, C, P) {
         generatorCpuShare: sum(results, (r) => r.cpuMs) / 1000 / seconds,
         latencyMs: percentiles(results.map((r) => r.histogram)),
         drainMs,
-        // Error frames the generator got so far (it never sends a refused message again).
+        // Error frames the generator got in this phase (it never sends a refused message again).
         errorFrames: mergeCounts(results.map((r) => r.errorCodes)),
       };
     };

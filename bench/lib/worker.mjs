@@ -258,6 +258,7 @@ class Worker {
     const active = this.clients.filter((c) => c.matched && c.socket).slice(0, senders ?? Infinity);
     this.histogram.reset();
     this.sent = this.received = 0;
+    this.errorCodes = {};
     this.closedLoop = rate === undefined;
     this.size = size;
     this.window = window;
