@@ -132,16 +132,29 @@ export function clusterSection(results) {
       );
   if (!doublesOk)
     miss.push(
-      `**Double pairings:** ${n(doubles)} clients got two \`matched\`, ${n(notOfTwo)} chats had other than two members.`,
+      `**Double pairings:** ${n(doubles)} clients got two \`matched\`; ` +
+        `${n(p.chatsOfOne + random.chatsOfOne)} chats were announced to one client only (its partner never got ` +
+        `\`matched\`), ${n(p.chatsOfMore + random.chatsOfMore)} to three or more.`,
     );
-  if (p.unmatched + random.unmatched > 0)
+  for (const [label, r] of [
+    ['random', random],
+    ['tagged', p],
+  ]) {
+    if (r.unmatched === 0) continue;
+    const refused = Object.values(r.errorFrames ?? {}).reduce((a, b) => a + b, 0);
     miss.push(
-      `**Never matched:** ${n(random.unmatched)} clients of the random run and ${n(p.unmatched)} of the tagged run ` +
-        'were still waiting when everyone else had been matched (and for 3 s after): two waiters queued by two ' +
-        "instances at nearly the same moment can each miss the other. The matching script compares a waiter's " +
-        '`flex` time with the `now` its caller read before its round trip, so a waiter queued a few ms after that ' +
-        '`now` looks not yet flexible and is skipped, and nothing retries (src/redis-scripts.ts, FIND).',
+      `**Never matched (${label} run):** ${n(r.unmatched)} clients were still unmatched when no match had come for 3 s; ` +
+        `the relay had refused ${n(refused)} \`find\`s (${tally(r.errorFrames ?? {})}; this generator does not ask ` +
+        'again). `unavailable` means the instance could not reach Redis in time (ioredis gives up on a command ' +
+        'after 1 s, and the broker counts as down until its next good heartbeat). ' +
+        (r.unmatched > refused
+          ? 'Clients left waiting without a refusal: two waiters queued by two instances at nearly the same ' +
+            "moment can each miss the other, because the matching script compares a waiter's `flex` time with " +
+            'the `now` its caller read before its round trip, skips a waiter queued a few ms after that `now` as ' +
+            'not yet flexible, and nothing retries (src/redis-scripts.ts, FIND).'
+          : ''),
     );
+  }
   if (many.fixed.latencyMs.p99 > 5)
     miss.push(
       `**p99 at ${n(rate)} msg/s:** ${ms(many.fixed.latencyMs.p99)} ms, ${pct(many.fixed.latencyMs.p99 / 5 - 1)} over ` +
@@ -230,8 +243,9 @@ export function clusterSection(results) {
     'matched twice',
     'chats not of two',
     'unmatched',
+    '`find` refused',
   );
-  row('---', '---', '---', '---', '---', '---', '---', '---', '---', '---');
+  row('---', '---', '---', '---', '---', '---', '---', '---', '---', '---', '---');
   for (const [label, r] of [
     ['one instance, random', c.single.pairing],
     ['one instance, tagged pairs', c.single.pairingTagged],
@@ -249,6 +263,7 @@ export function clusterSection(results) {
       n(r.matchedTwice),
       n(r.chatsNotOfTwo),
       n(r.unmatched),
+      tally(r.errorFrames ?? {}),
     );
 
   lines.push('', '### Rolling restart and SIGKILL under load', '');

@@ -134,15 +134,28 @@ function checkPairs(results) {
     });
   let two = 0;
   let cross = 0;
-  let notTwo = 0;
+  let one = 0;
+  let more = 0;
   for (const slots of members.values()) {
-    if (slots.length !== 2) notTwo++;
+    if (slots.length === 1) one++;
+    else if (slots.length > 2) more++;
     else {
       two++;
       if (slots[0] !== slots[1]) cross++;
     }
   }
-  return { chats: two, crossInstance: cross, chatsNotOfTwo: notTwo, matchedTwice: doubles, unmatched };
+  return {
+    chats: two,
+    crossInstance: cross,
+    // A chat only one client was told of (its partner never got `matched`), or one with three or more.
+    chatsOfOne: one,
+    chatsOfMore: more,
+    chatsNotOfTwo: one + more,
+    matchedTwice: doubles,
+    unmatched,
+    // Error frames during the finds: a refused `find` leaves its client unmatched (this generator never asks again).
+    errorFrames: mergeCounts(results.map((r) => r.errorCodes)),
+  };
 }
 
 async function withPool(workers, urls, fn) {

@@ -175,6 +175,7 @@ class Worker {
    */
   async find({ tagged = false, timeoutMs = 120_000, stallMs = 5000 } = {}) {
     const started = now();
+    this.errorCodes = {};
     let last = started;
     const waiting = this.clients.filter((c) => !c.matched);
     const interests = tagged ? this.pairTags(waiting) : new Map();
@@ -227,6 +228,8 @@ class Worker {
   /** Each client's chat and URL index, and how many `matched` frames it got (the orchestrator joins chats). */
   pairs() {
     return {
+      // Error frames since the last traffic phase: a `find` refused (`unavailable`, `queue_full`) shows here.
+      errorCodes: this.errorCodes,
       chats: this.clients.map((c) => c.chat),
       slots: this.clients.map((c) => c.slot),
       matches: this.clients.map((c) => c.matches),
