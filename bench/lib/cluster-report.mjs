@@ -23,6 +23,30 @@ const tally = (o) =>
 const contended = (c, key, unit = '') =>
   (c.contention ?? []).map((x) => (x[key] === null ? 'n/a' : `${x[key].toFixed(1)}${unit}`)).join(' / ');
 
+/** What per-client frame logs (BENCH_DEBUG=1) showed behind duplicated and reordered messages, as far as they apply. */
+function whyDisordered(r) {
+  const why = [];
+  // Handovers happen in a rolling restart (a drained instance hands its sessions over); a kill has none.
+  if (r.outOfOrder > 0 && r.rounds)
+    why.push(
+      "in a handover, a message the sender's instance had already published to the partner's old instance is " +
+        'forwarded from there, and messages written after the move go straight to the new one and can overtake ' +
+        'it (the sender sees its `sent` seqs out of id order)',
+    );
+  if (r.duplicated > 0 && r.rebuilt > 0)
+    why.push(
+      'after a rebuild (`resend`), messages the lost instance had already delivered but whose `stored` never ' +
+        "reached the sender's instance are still unconfirmed at the sender, which sends them again, and the " +
+        'rebuilt side, which remembers no ids, relays them again under new seqs',
+    );
+  if (r.outOfOrder > 0 && r.rebuilt > 0)
+    why.push(
+      'after a rebuild, messages the sender wrote before its `resend` arrived, or one held after an ' +
+        '`unavailable`, are relayed before the older ones it then sends again',
+    );
+  return why.length > 0 ? `What per-client frame logs (\`BENCH_DEBUG=1\`) showed behind these: ${why.join('; ')}.` : '';
+}
+
 /** The cluster's section, between its markers. */
 export function clusterSection(results) {
   const c = results.cluster;
@@ -161,7 +185,12 @@ export function clusterSection(results) {
         `5 ms (p50 ${ms(many.fixed.latencyMs.p50)} ms, p99.9 ${ms(many.fixed.latencyMs.p999)} ms). A cross-instance ` +
         'message is a publish to Redis and a delivery by it, and a `stored` back the same way; at that rate the ' +
         `processes used ${cpuShares(many.fixed.cpuShare)} of a core and the generator ${pct(many.fixed.generatorCpuShare)}, ` +
-        `${c.instances + 3} busy processes on ${cores} cores, so any of them waiting for a core shows in the tail.` +
+        `${c.instances + 3} busy processes on ${cores} cores, so any of them waiting for a core shows in the tail. ` +
+        `Per message the cluster spent ${ms(one.closed.perCpuSecond / many.closed.perCpuSecond)} times the CPU of ` +
+        'one instance (closed loop): up to three publishes per message (`msg`, `stored` back, `delivered` for the ' +
+        'ack), each encoded, sent through ioredis (a command object and a 1 s timeout timer each) and decoded by ' +
+        "the other instance; CPU profiles of the instances (BENCH_RELAY_NODE_ARGS='--cpu-prof') had ioredis's " +
+        'command path, envelope encoding and decoding, and garbage collection as their largest items.' +
         (Object.keys(many.fixed.errorFrames ?? {}).length > 0
           ? ` The relay also refused messages (${tally(many.fixed.errorFrames)}): \`unavailable\` when an ` +
             "instance's broker was down (a Redis command past ioredis's 1 s timeout takes it down until the next " +
@@ -180,13 +209,7 @@ export function clusterSection(results) {
           `sessions not resumed (welcomed with \`resumed: false\`): ${n(r.freshIdentities)}; chats ended: ` +
           `${tally(r.endReasons)}; clients still holding unconfirmed or undelivered messages ` +
           `${n(r.drainMs)} ms after sending stopped: ${n(r.pending)}. ` +
-          (r.duplicated > 0 || r.outOfOrder > 0
-            ? 'What per-client frame logs (`BENCH_DEBUG=1`) showed in such runs: after a rebuild, messages the ' +
-              'lost side had already received, but whose `sent` had not reached their sender, are sent again and ' +
-              'relayed again under new seqs (duplicates); messages the sender wrote between the rebuild and its ' +
-              '`resend`, or one held after an `unavailable`, are relayed before the older ones it sends again ' +
-              '(out of order).'
-            : ''),
+          whyDisordered(r),
       );
   if (miss.length > 0) lines.push('### Where this run missed a target, and why', '', ...miss.map((m) => `- ${m}`), '');
 
