@@ -1,17 +1,22 @@
 #!/usr/bin/env node
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio,floor]`
+// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio,floor] [-- --cluster]`
 // Runs the same generator against our relay, the two reference peers and the
 // floor (a bare uWebSockets.js relay doing the least work the generator accepts),
 // one relay at a time on this machine's loopback, and writes results/<stamp>/
 // (results.json, report.md, *.svg). A full run also refreshes bench/RESULTS.md.
+// --cluster runs the cluster bench instead (lib/cluster.mjs: three instances and
+// one Redis, against one instance in the same run); a full one refreshes the
+// cluster section of bench/RESULTS.md. --smoke runs both, with tiny counts.
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import hdr from 'hdr-histogram-js';
+import { clusterBench, clusterProblems } from './lib/cluster.mjs';
+import { CLUSTER_END, CLUSTER_START, clusterReport, clusterSection } from './lib/cluster-report.mjs';
 import { httpBench } from './lib/http.mjs';
 import { artilleryInstalled, journey } from './lib/journey.mjs';
 import { externalRelay, startRelay } from './lib/proc.mjs';
 import { report } from './lib/report.mjs';
+import { per, percentiles, quiesce, sleep, sum } from './lib/util.mjs';
 import { WorkerPool } from './lib/workers.mjs';
 
 const HERE = fileURLToPath(new URL('./', import.meta.url));
@@ -20,9 +25,15 @@ const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
 // --targets=ws://a:8080/ws,wss://b/ws drives relays that are already running (several instances, a TLS
 // proxy) instead of starting them here: the generator spreads its clients over the URLs.
 const targets = arg('targets')?.split('=')[1]?.split(',');
-const relays = targets ? ['target'] : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
+const clusterOnly = Boolean(arg('cluster'));
+const relays = clusterOnly
+  ? []
+  : targets
+    ? ['target']
+    : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
+// The cluster bench runs with --cluster, and in the smoke run (so CI covers it), not with --targets.
+const withCluster = clusterOnly || (mode === 'smoke' && !targets && !arg('relays'));
 const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
-const sum = (xs, f) => xs.reduce((s, x) => s + f(x), 0);
 
 // Every run is bounded in count and time; the full profile is what RESULTS.md shows.
 const PROFILES = {
@@ -39,6 +50,17 @@ const PROFILES = {
     journey: { seconds: 2, arrivalRate: 10 },
     settleMs: 500,
     trafficWorkers: 2,
+    cluster: {
+      pairingClients: 300,
+      pairs: 10,
+      trafficMs: 1000,
+      chatPairs: 10,
+      chatRate: 200,
+      steadyMs: 500,
+      drainGraceMs: 1000,
+      recoveryTimeoutMs: 20_000,
+      afterKillMs: 500,
+    },
   },
   quick: {
     workers: 3,
@@ -53,6 +75,17 @@ const PROFILES = {
     journey: { seconds: 3, arrivalRate: 40 },
     settleMs: 1000,
     trafficWorkers: 2,
+    cluster: {
+      pairingClients: 4000,
+      pairs: 100,
+      trafficMs: 1500,
+      chatPairs: 100,
+      chatRate: 2000,
+      steadyMs: 2000,
+      drainGraceMs: 1500,
+      recoveryTimeoutMs: 30_000,
+      afterKillMs: 2000,
+    },
   },
   full: {
     // One generator process per core: more only queue behind each other (19,500 sockets fit in two).
@@ -67,21 +100,25 @@ const PROFILES = {
     httpSeconds: 10,
     journey: { seconds: 30, arrivalRate: 100 },
     trafficWorkers: 2,
+    // Three instances, Redis and the generator share the machine: the same pairs and rates as the single
+    // server's throughput phase, and enough clients that pairing runs for seconds, not milliseconds.
+    cluster: {
+      pairingClients: 10_000,
+      pairs: 200,
+      trafficMs: 8000,
+      chatPairs: 200,
+      chatRate: 4000,
+      steadyMs: 5000,
+      drainGraceMs: 1500,
+      recoveryTimeoutMs: 30_000,
+      afterKillMs: 5000,
+    },
   },
 };
 const P = { ...PROFILES[mode] };
 // --workers=N: generator processes (and source addresses 127.0.0.2..) for the connection phases; a
 // bigger machine, or a cluster measured toward 60,000 sessions, needs more (at most ~19,500 sockets each).
 if (arg('workers')) P.workers = Number(arg('workers').split('=')[1]);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const per = (total, n) => Array.from({ length: n }, (_, i) => Math.floor(total / n) + (i < total % n ? 1 : 0));
-
-function percentiles(encoded) {
-  const h = hdr.build();
-  for (const e of encoded) h.add(hdr.decodeFromCompressedBase64(e));
-  const q = (p) => h.getValueAtPercentile(p) / 1000; // µs -> ms
-  return { count: h.totalCount, p50: q(50), p90: q(90), p99: q(99), p999: q(99.9), max: h.maxValue / 1000 };
-}
 
 async function withRelay(name, port, fn, workers = P.workers) {
   const relay = await launch(name, port);
@@ -168,18 +205,6 @@ async function capacity(name, port) {
           : last.rssPerSessionBytes,
     };
   });
-}
-
-/** Waits until every message sent has been received (no backlog carried into the next phase). */
-async function quiesce(pool) {
-  const started = Date.now();
-  for (;;) {
-    const c = await pool.all('counts');
-    const sent = c.reduce((s, r) => s + r.sent, 0);
-    const received = c.reduce((s, r) => s + r.received, 0);
-    if (received >= sent || Date.now() - started > 30_000) return Date.now() - started;
-    await sleep(100);
-  }
 }
 
 /** Throughput (closed loop) per size, then latency at 25/50/75% of the 64 B maximum and at a fixed rate. */
@@ -291,7 +316,7 @@ async function userFacing(name, port) {
   }
 }
 
-if (!artilleryInstalled())
+if (relays.length > 0 && !artilleryInstalled())
   console.log('artillery is not installed (npm --prefix bench/artillery install): journey skipped');
 let port = 18080;
 for (const name of relays) {
@@ -306,16 +331,44 @@ for (const name of relays) {
   };
 }
 
+// Ports 18080 and up are the relays' above; the cluster's (Redis, then instances) start well clear of them.
+if (withCluster) results.cluster = await clusterBench(P, 18200);
+
 const stamp = results.date.replace(/[:.]/g, '-');
-const dir = `${HERE}results/${mode}-${stamp}/`;
+const dir = `${HERE}results/${clusterOnly ? 'cluster-' : ''}${mode}-${stamp}/`;
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}results.json`, `${JSON.stringify(results, null, 2)}\n`);
-const { markdown, charts } = report(results);
+const { markdown, charts } = clusterOnly ? { markdown: clusterReport(results), charts: {} } : report(results);
 for (const [file, svg] of Object.entries(charts)) writeFileSync(`${dir}${file}`, svg);
-writeFileSync(`${dir}report.md`, markdown);
+writeFileSync(
+  `${dir}report.md`,
+  clusterOnly || !results.cluster ? markdown : `${markdown}\n${clusterSection(results)}`,
+);
 console.log(`\nreport: ${dir}report.md`);
-if (mode === 'full') {
-  writeFileSync(`${HERE}RESULTS.md`, markdown.replaceAll('](./', '](./results-latest/'));
+// RESULTS.md holds the latest full run of each: the relays' (the whole file) and the cluster's (its own
+// section, between markers, which the other kind of run keeps as it is).
+const previous = (() => {
+  try {
+    return readFileSync(`${HERE}RESULTS.md`, 'utf8');
+  } catch {
+    return '';
+  }
+})();
+const kept = previous.includes(CLUSTER_START)
+  ? previous.slice(previous.indexOf(CLUSTER_START), previous.indexOf(CLUSTER_END) + CLUSTER_END.length)
+  : '';
+if (mode === 'full' && clusterOnly) {
+  const section = clusterSection(results);
+  writeFileSync(
+    `${HERE}RESULTS.md`,
+    kept ? previous.replace(kept, () => section.trimEnd()) : `${previous.trimEnd()}\n\n${section}`,
+  );
+  mkdirSync(`${HERE}results-latest`, { recursive: true });
+  copyFileSync(`${dir}results.json`, `${HERE}results-latest/cluster-results.json`);
+  console.log('bench/RESULTS.md: cluster section updated');
+} else if (mode === 'full') {
+  const relaysMarkdown = markdown.replaceAll('](./', '](./results-latest/');
+  writeFileSync(`${HERE}RESULTS.md`, kept ? `${relaysMarkdown}\n${kept}\n` : relaysMarkdown);
   mkdirSync(`${HERE}results-latest`, { recursive: true });
   for (const file of [...Object.keys(charts), 'results.json'])
     copyFileSync(`${dir}${file}`, `${HERE}results-latest/${file}`);
@@ -334,5 +387,9 @@ for (const [name, r] of Object.entries(results.relays)) {
   if (r.journey && r.journey.failed > 0) problems.push(`${name}: ${r.journey.failed} journeys failed`);
   for (const h of r.http ?? []) if (h.other > 0) problems.push(`${name}: ${h.other} ${h.endpoint} not 2xx`);
 }
+const cluster = clusterProblems(results.cluster);
+problems.push(...cluster.broken);
+if (cluster.findings.length > 0)
+  console.log(`\ncluster: the relay missed these (see the report):\n  ${cluster.findings.join('\n  ')}`);
 if (problems.length > 0) console.log(`\nproblems:\n  ${problems.join('\n  ')}`);
 process.exit(mode === 'smoke' && problems.length > 0 ? 1 : 0);

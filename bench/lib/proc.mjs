@@ -2,7 +2,7 @@
 // port, wait for it to listen, and read its CPU time and RSS from /proc (Linux),
 // which costs the server nothing and works the same for every relay.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -48,41 +48,67 @@ export const RELAYS = {
   },
 };
 
-export async function startRelay(name, port) {
+/**
+ * Starts relay `name` on `port` (`env` adds to its environment: a cluster instance's Redis and name).
+ * Ready once it answers HTTP at all (ours: /healthz 200; the peers and the floor: 404), or, with
+ * `readyPath`, once that path answers 200 (a cluster instance: /readyz, when its broker is up).
+ */
+export async function startRelay(name, port, env = {}, readyPath = null) {
   const relay = RELAYS[name];
   const [cmd, ...args] = relay.command;
+  // BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": flags for each relay's node (profiles are
+  // written on a clean exit, SIGTERM for ours); NODE_OPTIONS does not take --cpu-prof.
+  if (cmd === 'node' && process.env.BENCH_RELAY_NODE_ARGS)
+    args.unshift(...process.env.BENCH_RELAY_NODE_ARGS.split(' '));
+  // BENCH_RELAY_LOG_DIR=dir keeps each relay's log (ours: JSON lines, at `info` there unless LOG_LEVEL says).
+  const logDir = process.env.BENCH_RELAY_LOG_DIR;
+  const logLevel = logDir ? { LOG_LEVEL: process.env.LOG_LEVEL ?? 'info' } : {};
   const child = spawn(cmd, args, {
-    env: { ...process.env, ...relay.env, PORT: String(port), HOST: '127.0.0.1' },
+    env: { ...process.env, ...relay.env, ...logLevel, ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  // Ready once it answers HTTP at all (ours: /healthz 200; the peers and the floor: 404).
   let exited = null;
-  child.once('exit', (code) => {
-    exited = code;
-  });
+  const exit = new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = code ?? signal;
+      resolve(exited);
+    }),
+  );
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (exited !== null) throw new Error(`${name} exited with ${exited}`);
-    if (Date.now() > deadline) throw new Error(`${name} did not start`);
-    try {
-      await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${name} did not start`);
     }
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${readyPath ?? '/healthz'}`, {
+        signal: AbortSignal.timeout(1000),
+      });
+      await res.arrayBuffer();
+      if (!readyPath || res.status === 200) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
   }
-  child.stdout.resume();
+  if (logDir) {
+    mkdirSync(logDir, { recursive: true });
+    child.stdout.pipe(createWriteStream(`${logDir}/${env.INSTANCE_ID ?? name}-${port}.log`));
+  } else child.stdout.resume();
+  const signal = (sig) => {
+    if (exited === null) child.kill(sig);
+    return exit;
+  };
   return {
     name,
     url: `ws://127.0.0.1:${port}/ws`,
     http: `http://127.0.0.1:${port}`,
     pid: child.pid,
     sample: () => sample(child.pid),
-    stop: () =>
-      new Promise((resolve) => {
-        child.once('exit', resolve);
-        child.kill('SIGKILL');
-      }),
+    /** Resolves with the exit code (or signal) once the process has gone. */
+    exit,
+    stop: () => signal('SIGKILL'),
+    /** SIGTERM: a drain (ours: `draining`, then 1001 after DRAIN_GRACE_MS); resolves on exit. */
+    terminate: () => signal('SIGTERM'),
   };
 }
 

@@ -107,8 +107,18 @@ class RawSocket {
     this.write(frame(OP_TEXT, text));
   }
 
-  close() {
-    this.socket.destroy();
+  /**
+   * Without a code: the socket just goes, and what this tick wrote with it (a network drop; the relay
+   * keeps the session for a resume). `null`: what was written leaves, then a close frame without a code,
+   * as a browser's `close()` does (the relay keeps the session too). A number: the same with that code
+   * (1000: the client has left, and the relay forgets the session at once).
+   */
+  close(code) {
+    if (code === undefined || this.socket.destroyed) return this.socket.destroy();
+    const payload = Buffer.allocUnsafe(code === null ? 0 : 2);
+    if (code !== null) payload.writeUInt16BE(code, 0);
+    this.write(frame(OP_CLOSE, payload));
+    this.socket.end(); // ends the cork too, so everything written leaves before the close frame
   }
 
   /** Writes made in one tick leave in one syscall. */

@@ -22,10 +22,15 @@ class Client {
     this.w = worker;
     /** Clients are spread round-robin over the relay's URLs (several instances, or a TLS proxy). */
     this.url = url;
+    /** Which of the relay's URLs (a cluster's instance) this client is on. */
+    this.slot = worker.urls.indexOf(url);
     this.socket = null;
     this.id = null;
     this.token = null;
     this.matched = false;
+    /** `matched` frames received and the last chat: a client paired twice shows here. */
+    this.matches = 0;
+    this.chat = null;
     this.lastSeq = 0;
     this.ackedSeq = 0;
     this.deaf = false; // drops what arrives, as a client that never read it
@@ -78,6 +83,8 @@ class Client {
         return;
       case 'matched':
         this.matched = true;
+        this.matches++;
+        this.chat = f.chat;
         this.lastSeq = 0;
         this.ackedSeq = 0;
         this.onMatched?.();
@@ -97,6 +104,7 @@ class Client {
         return;
       case 'error':
         this.w.errors++;
+        this.w.errorCodes[f.code] = (this.w.errorCodes[f.code] ?? 0) + 1;
         return;
     }
   }
@@ -108,6 +116,8 @@ class Worker {
   sent = 0;
   received = 0;
   errors = 0;
+  /** Error frames by code (a refused message is never sent again here: `rate_limited` or `unavailable` show). */
+  errorCodes = {};
   recording = false;
   closedLoop = false;
   toAck = new Set();
@@ -157,19 +167,73 @@ class Worker {
     return { connected: this.clients.length, ms: now() - started };
   }
 
-  async find() {
+  /**
+   * Every unmatched client asks for a partner; resolves when all are matched, or when no match has come
+   * for `stallMs` (a client the relay left waiting stays unmatched), or after `timeoutMs`. `ms` is the
+   * time to the last match. `tagged`: clients are paired here, two on different URLs (instances) when
+   * there are several, and each pair shares an interest no one else has, so the relay pairs exactly those two.
+   */
+  async find({ tagged = false, timeoutMs = 120_000, stallMs = 5000 } = {}) {
     const started = now();
+    this.errorCodes = {};
+    let last = started;
     const waiting = this.clients.filter((c) => !c.matched);
-    await Promise.all(
-      waiting.map(
-        (c) =>
-          new Promise((resolve) => {
-            c.onMatched = resolve;
-            c.send({ type: 'find' });
-          }),
-      ),
-    );
-    return { matched: this.clients.filter((c) => c.matched).length, ms: now() - started };
+    const interests = tagged ? this.pairTags(waiting) : new Map();
+    let left = waiting.length;
+    await new Promise((resolve) => {
+      if (left === 0) return resolve();
+      const timer = setInterval(() => {
+        if (now() - last > stallMs || now() - started > timeoutMs) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 100);
+      for (const c of waiting) {
+        c.onMatched = () => {
+          c.onMatched = null;
+          last = now();
+          if (--left === 0) {
+            clearInterval(timer);
+            resolve();
+          }
+        };
+        const tag = interests.get(c);
+        c.send(tag ? { type: 'find', interests: [tag] } : { type: 'find' });
+      }
+    });
+    for (const c of waiting) c.onMatched = null;
+    return { matched: this.clients.filter((c) => c.matched).length, ms: last - started };
+  }
+
+  /** One tag per pair, the two taken from the two URLs with the most clients left (so they differ while they can). */
+  pairTags(clients) {
+    const bySlot = new Map();
+    for (const c of clients) {
+      if (!bySlot.has(c.slot)) bySlot.set(c.slot, []);
+      bySlot.get(c.slot).push(c);
+    }
+    const tags = new Map();
+    for (let n = 0; ; n++) {
+      const queues = [...bySlot.values()].filter((q) => q.length > 0).sort((a, b) => b.length - a.length);
+      const a = queues[0]?.pop();
+      const b = (queues[1] ?? queues[0])?.pop();
+      if (!a || !b) break;
+      const tag = `p${this.index}x${n}`;
+      tags.set(a, tag);
+      tags.set(b, tag);
+    }
+    return tags;
+  }
+
+  /** Each client's chat and URL index, and how many `matched` frames it got (the orchestrator joins chats). */
+  pairs() {
+    return {
+      // Error frames since the last traffic phase: a `find` refused (`unavailable`, `queue_full`) shows here.
+      errorCodes: this.errorCodes,
+      chats: this.clients.map((c) => c.chat),
+      slots: this.clients.map((c) => c.slot),
+      matches: this.clients.map((c) => c.matches),
+    };
   }
 
   /** Idle-but-alive: every client pings once per `everyMs`, spread over the interval. */
@@ -197,6 +261,7 @@ class Worker {
     const active = this.clients.filter((c) => c.matched && c.socket).slice(0, senders ?? Infinity);
     this.histogram.reset();
     this.sent = this.received = 0;
+    this.errorCodes = {};
     this.closedLoop = rate === undefined;
     this.size = size;
     this.window = window;
@@ -228,6 +293,7 @@ class Worker {
     await new Promise((r) => setTimeout(r, 300));
     const cpu = process.cpuUsage(cpu0);
     return {
+      errorCodes: this.errorCodes,
       seconds: (end.t - start.t) / 1000,
       received: end.received - start.received,
       histogram: hdr.encodeIntoCompressedBase64(this.histogram),
@@ -295,10 +361,21 @@ class Worker {
     return { resumed: done, of: this.clients.length, ms: now() - started };
   }
 
-  close() {
-    for (const c of this.clients) c.socket?.close();
+  /** `code` 1000: each client leaves (the relay forgets its session at once); none: the sockets just drop. */
+  close({ code } = {}) {
+    for (const c of this.clients) c.socket?.close(code);
     this.clients = [];
+    this.created = 0;
     return {};
+  }
+
+  /** The cluster bench's typed, reconnecting clients (chatters.mjs), loaded only when a phase asks for them. */
+  async chatters(args) {
+    if (!this.chat) {
+      const { Chatters } = await import('./chatters.mjs');
+      this.chat = new Chatters(this);
+    }
+    return this.chat[args.op](args);
   }
 
   /** Messages sent and received so far (the orchestrator waits for these to match between phases). */

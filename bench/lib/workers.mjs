@@ -38,6 +38,7 @@ export class WorkerPool {
       urls: relay.urls ?? [relay.url],
       transport: relay.transport,
       localAddress: this.workers[i].address,
+      index: i,
     }));
   }
 
