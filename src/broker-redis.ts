@@ -358,6 +358,10 @@ class RedisMatchmaker implements Matchmaker {
   }
 
   async find(ticket: Ticket): Promise<FindOutcome> {
+    return this.#find(ticket, false);
+  }
+
+  async #find(ticket: Ticket, retrying: boolean): Promise<FindOutcome> {
     this.#retries.get(ticket.id)?.cancel();
     this.#retries.delete(ticket.id);
     this.#cancels.delete(ticket.id);
@@ -381,8 +385,11 @@ class RedisMatchmaker implements Matchmaker {
       this.config.maxQueueLength,
       SCAN,
       this.config.resumeWindowMs,
+      retrying ? 1 : 0,
       ...ticket.interests,
     )) as string[];
+    // Taken by someone else's find since: its match is being reported by that instance.
+    if (reply[0] === 'gone') return 'matched';
     if (reply[0] === 'matched') {
       const [, id = '', node = '', since = '0', tags = ''] = reply;
       const partner: Ticket = { id, node, since: Number(since), interests: tags === '' ? [] : tags.split('\n') };
@@ -404,7 +411,7 @@ class RedisMatchmaker implements Matchmaker {
   #retryAt(ticket: Ticket, at: number): void {
     const timer = this.clock.schedule(Math.max(0, at - this.clock.now()), () => {
       this.#retries.delete(ticket.id);
-      this.find(ticket).catch(() => {});
+      this.#find(ticket, true).catch(() => {});
     });
     this.#retries.set(ticket.id, timer);
   }
@@ -419,6 +426,11 @@ class RedisMatchmaker implements Matchmaker {
       return;
     }
     await this.b.run('relayCancel', id);
+  }
+
+  handOver(id: string): void {
+    this.#retries.get(id)?.cancel();
+    this.#retries.delete(id);
   }
 
   async block(a: string, c: string): Promise<void> {

@@ -36,6 +36,8 @@ export interface Matchmaker {
   find(ticket: Ticket): Promise<FindOutcome>;
   /** Leaves the queue (no-op if not in it, or already taken by a match being reported). */
   cancel(id: string): Promise<void>;
+  /** The waiter moved to another instance, which takes its ticket over: stop looking for it from here. */
+  handOver(id: string): void;
   /** Never pair these two again (a block or a report, either way). */
   block(a: string, b: string): Promise<void>;
   /** Do not pair these two at random before `until` (ms since epoch). */

@@ -64,6 +64,9 @@ const UNMETERED = new Set<string>(['hello', 'typing', 'ack', 'read']);
 
 const OPEN = 1;
 
+/** Received message ids remembered per chat (the server's DEDUPE_WINDOW is 1,024 too). */
+const RECENT_IDS = 1024;
+
 export class RelayClient {
   id: string | null = null;
   token: string | null = null;
@@ -77,6 +80,8 @@ export class RelayClient {
   readonly #listeners = new Map<string, Set<AnyListener>>();
   /** Messages not yet confirmed by a `sent`, in the order they were written. */
   #outbox = new Map<string, Outgoing>();
+  /** Ids of the messages received in this chat, oldest first (bounded), to drop one that comes twice. */
+  readonly #recentIds = new Set<string>();
   /** Messages confirmed by a `sent` but not yet `delivered`, with their seqs, in order. */
   readonly #undelivered = new Map<string, { frame: Outgoing['frame']; seq: number }>();
   readonly #closeListeners = new Set<(close: { code: number; reason: string }) => void>();
@@ -341,6 +346,7 @@ export class RelayClient {
   #enterChat(chatId: string | null): void {
     this.chatId = chatId;
     this.lastSeq = 0;
+    this.#recentIds.clear();
     this.#outbox.clear();
     this.#undelivered.clear();
     this.#pausedUntil = 0;
@@ -358,10 +364,15 @@ export class RelayClient {
     this.#pump();
   }
 
-  /** Drops duplicates (already-received seqs) and schedules the ack. */
+  /**
+   * Drops duplicates and schedules the ack. A seq already received is a duplicate; so is a message id already
+   * received under another seq: after the partner's instance died, a message it had stored and delivered but not
+   * yet confirmed to the sender comes again under a new seq (docs/protocol.md, "When an instance dies").
+   */
   #accept(frame: IncomingMsgFrame): boolean {
     if (frame.seq <= this.lastSeq) return false;
     this.lastSeq = frame.seq;
+    const fresh = this.#remember(frame.id);
     if (this.#opts.autoAck && !this.#ackScheduled) {
       this.#ackScheduled = true;
       queueMicrotask(() => {
@@ -369,6 +380,14 @@ export class RelayClient {
         if (this.chatId) this.send({ type: 'ack', seq: this.lastSeq });
       });
     }
+    return fresh;
+  }
+
+  /** Records a received message id; false if it was already there. The last RECENT_IDS ids of the chat are kept. */
+  #remember(id: string): boolean {
+    if (this.#recentIds.has(id)) return false;
+    this.#recentIds.add(id);
+    if (this.#recentIds.size > RECENT_IDS) this.#recentIds.delete(this.#recentIds.values().next().value as string);
     return true;
   }
 

@@ -30,21 +30,25 @@ end
 `;
 
 /**
- * find(id, node, since, flex, now, maxLen, scan, ttl, tags...): pairs the
+ * find(id, node, since, flex, now, maxLen, scan, ttl, retrying, tags...): pairs the
  * waiter with the longest-waiting compatible one (a shared interest first;
  * anyone flexible once it is flexible itself), skipping waiters whose instance
  * is dead (and removing them), or queues it. Returns
- * {'matched', partner, partnerNode, partnerSince, partnerTags} | {'queued', retryAt or -1} | {'full'}.
- * Calling it again for a waiter (a retry) first takes the old ticket out.
+ * {'matched', partner, partnerNode, partnerSince, partnerTags} | {'queued', retryAt or -1} | {'full'} | {'gone'}.
+ * Calling it again for a waiter first takes the old ticket out; a retry (`retrying` 1) of a waiter that is no
+ * longer queued (someone else's find took it) answers 'gone' and changes nothing.
  */
 export const FIND = `
 local P = KEYS[1]
 local id, node = ARGV[1], ARGV[2]
 local since, flex, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxLen, scan, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local retrying = ARGV[9] == '1'
 local tags = {}
-for i = 9, #ARGV do tags[#tags + 1] = ARGV[i] end
+for i = 10, #ARGV do tags[#tags + 1] = ARGV[i] end
 ${DROP}
+-- A retry is for a waiter still waiting: one taken by someone else's find meanwhile is not queued again.
+if retrying and redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'gone'} end
 drop(id)
 local function alive(n)
   local e = redis.call('ZSCORE', P .. 'nodes', n)
@@ -67,7 +71,10 @@ local function consider(queue, needFlex)
     local tk = redis.call('HMGET', P .. 't:' .. w, 'node', 'flex')
     if not tk[1] or not alive(tk[1]) then
       drop(w)
-    elseif not (needFlex and tonumber(tk[2]) > now) then
+    elseif needFlex and tonumber(tk[2]) > now then
+      -- Not flexible yet (by this caller's clock): look again when it is, or two waiters could wait for good.
+      retry = math.min(retry or tonumber(tk[2]), tonumber(tk[2]))
+    else
       local f = from(id, w)
       if f >= 0 and f <= now then
         best, bestScore = w, score

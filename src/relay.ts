@@ -518,6 +518,7 @@ export class Relay {
     session.expiry = null;
     // A wait is not cancelled here: the new instance takes it over (finding again replaces the ticket, joining the
     // same code again moves the holder), so there is no moment in which the session has lost its place.
+    if (session.state === 'queued' && session.inviteCode === null) this.#broker.matchmaker.handOver(session.id);
     const old = session.conn;
     session.conn = null;
     if (old) this.#close(old, 'session_replaced');
@@ -660,7 +661,10 @@ export class Relay {
     read: (s, f) => this.#read(s, f.seq),
     typing: (s, f) => {
       const side = this.#chatOf(s);
-      if (side) this.#toPartner(side, { t: 'typing', to: side.partner, chat: side.id, on: f.on }, false);
+      if (!side) return;
+      const partner = this.#localPartner(side);
+      if (partner) this.#send(partner, { type: 'typing', on: f.on });
+      else this.#sendTo(side.partnerNode, { t: 'typing', to: side.partner, chat: side.id, on: f.on }, false);
     },
     leave: (s) => {
       if (this.#chatOf(s)) this.#endChat(s, 'you_left', 'partner_left');
@@ -885,8 +889,8 @@ export class Relay {
     if (!side) return this.#error(session, 'not_in_chat', f.id);
     if (this.#outOfResendOrder(session, side, f.id)) return;
     const ts = this.#clock.now();
-    if (side.partnerNode === this.#node) {
-      const partner = this.sessions.get(side.partner);
+    const partner = this.#localPartner(side);
+    if (partner || side.partnerNode === this.#node) {
       const inbox = partner?.chat;
       // Both sides here end together, so the partner is always here; this guards the impossible.
       if (!partner || !inbox || inbox.id !== side.id) return this.#error(session, 'not_in_chat', f.id);
@@ -962,7 +966,11 @@ export class Relay {
     if (!side) return;
     const inbox = side.inbox;
     if (seq > inbox.lastSeq) return this.#error(session, 'bad_field', undefined, 'ack seq is beyond the last message.');
-    if (this.buffer.ack(inbox, seq)) this.#toPartner(side, { t: 'delivered', to: side.partner, chat: side.id, seq });
+    if (!this.buffer.ack(inbox, seq)) return;
+    // With the partner here (always, alone) the receipt is handed over directly: no envelope on the hot path.
+    const partner = this.#localPartner(side);
+    if (partner) this.#delivered(partner, side.id, seq);
+    else this.#sendTo(side.partnerNode, { t: 'delivered', to: side.partner, chat: side.id, seq });
   }
 
   #read(session: Session, seq: number): void {
@@ -973,7 +981,32 @@ export class Relay {
       return this.#error(session, 'bad_field', undefined, 'read seq is beyond the last message.');
     if (seq <= inbox.readSeq) return;
     inbox.readSeq = seq;
-    this.#toPartner(side, { t: 'read', to: side.partner, chat: side.id, seq });
+    const partner = this.#localPartner(side);
+    if (partner) this.#readBy(partner, side.id, seq);
+    else this.#sendTo(side.partnerNode, { t: 'read', to: side.partner, chat: side.id, seq });
+  }
+
+  /** The partner's session, if it is on this instance. */
+  #localPartner(side: ChatSide): Session | undefined {
+    return side.partnerNode === this.#node ? this.sessions.get(side.partner) : undefined;
+  }
+
+  /** The partner acknowledged this session's messages up to `seq`. */
+  #delivered(s: Session, chat: string, seq: number): void {
+    const side = s.chat;
+    if (!side || side.id !== chat || seq <= side.deliveredSeq) return;
+    side.deliveredSeq = seq;
+    const kept = side.undelivered;
+    while (kept && kept.length > 0 && (kept[0] as [number, string])[0] <= seq) kept.shift();
+    this.#send(s, { type: 'delivered', seq });
+  }
+
+  /** The partner read this session's messages up to `seq`. */
+  #readBy(s: Session, chat: string, seq: number): void {
+    const side = s.chat;
+    if (!side || side.id !== chat || seq <= side.readSeq) return;
+    side.readSeq = seq;
+    this.#send(s, { type: 'read', seq });
   }
 
   #chatOf(session: Session): ChatSide | null {
@@ -1000,20 +1033,8 @@ export class Relay {
       const side = s.chat;
       if (side && side.id === e.chat) this.#stored(s, side, e.id, e.seq);
     },
-    delivered: (s, e) => {
-      const side = s.chat;
-      if (!side || side.id !== e.chat || e.seq <= side.deliveredSeq) return;
-      side.deliveredSeq = e.seq;
-      const kept = side.undelivered;
-      while (kept && kept.length > 0 && (kept[0] as [number, string])[0] <= e.seq) kept.shift();
-      this.#send(s, { type: 'delivered', seq: e.seq });
-    },
-    read: (s, e) => {
-      const side = s.chat;
-      if (!side || side.id !== e.chat || e.seq <= side.readSeq) return;
-      side.readSeq = e.seq;
-      this.#send(s, { type: 'read', seq: e.seq });
-    },
+    delivered: (s, e) => this.#delivered(s, e.chat, e.seq),
+    read: (s, e) => this.#readBy(s, e.chat, e.seq),
     typing: (s, e) => {
       if (s.chat?.id === e.chat) this.#send(s, { type: 'typing', on: e.on });
     },

@@ -1,0 +1,139 @@
+/**
+ * The typed client on its own, against a scripted socket: what it keeps, what it sends again, what it drops.
+ */
+import t from 'tap';
+import { RelayClient, type WebSocketLike } from '../src/client.js';
+import type { ServerFrame } from '../src/protocol.js';
+
+/** A socket whose server side the test plays: frames the client wrote are in `written`. */
+class ScriptedSocket implements WebSocketLike {
+  readyState = 0;
+  readonly written: Record<string, unknown>[] = [];
+  onopen: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  send(data: string): void {
+    this.written.push(JSON.parse(data) as Record<string, unknown>);
+  }
+  close(): void {
+    this.readyState = 3;
+  }
+  open(): void {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  serve(frame: ServerFrame | Record<string, unknown>): void {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+}
+
+const limits = {
+  maxPayloadBytes: 16384,
+  maxMessageBytes: 4096,
+  rateLimitPerSec: 1000,
+  rateLimitBurst: 1000,
+  maxInterests: 5,
+  maxInterestLength: 32,
+  bufferMessages: 500,
+};
+const welcome = (resumed: boolean, chat: string | null) => ({
+  type: 'welcome',
+  id: 'me',
+  token: 't',
+  resumed,
+  resumeWindowMs: 120000,
+  limits,
+  state: chat ? 'chatting' : 'idle',
+  chat: chat
+    ? {
+        id: chat,
+        partner: 'here',
+        interests: [],
+        initiator: true,
+        via: 'random',
+        sentSeq: 0,
+        deliveredSeq: 0,
+        readSeq: 0,
+      }
+    : null,
+});
+
+async function connected(): Promise<{ client: RelayClient; sockets: ScriptedSocket[] }> {
+  const sockets: ScriptedSocket[] = [];
+  const client = new RelayClient({
+    url: 'ws://test',
+    createSocket: () => {
+      const s = new ScriptedSocket();
+      sockets.push(s);
+      return s;
+    },
+  });
+  const ready = client.connect();
+  sockets[0]?.open();
+  sockets[0]?.serve(welcome(false, null));
+  await ready;
+  sockets[0]?.serve({ type: 'matched', chat: 'c1', interests: [], initiator: true, via: 'random' });
+  return { client, sockets };
+}
+
+t.test('a message that comes twice under two seqs (after a rebuild) is shown once and acked', async (t) => {
+  const { client, sockets } = await connected();
+  const shown: string[] = [];
+  client.on('msg', (m) => shown.push(m.body));
+  const s = sockets[0] as ScriptedSocket;
+  s.serve({ type: 'msg', seq: 1, id: 'x', body: 'hello', ts: 1 });
+  s.serve({ type: 'msg', seq: 2, id: 'x', body: 'hello', ts: 1 });
+  s.serve({ type: 'msg', seq: 3, id: 'y', body: 'next', ts: 2 });
+  await new Promise((r) => setTimeout(r, 0));
+  t.same(shown, ['hello', 'next']);
+  t.equal(client.lastSeq, 3);
+  t.same(s.written.filter((f) => f.type === 'ack').at(-1), { type: 'ack', seq: 3 }, 'everything is acked');
+});
+
+t.test(
+  'kept until delivered, sent again on resend; written again after a new socket replaces an open one',
+  async (t) => {
+    const { client, sockets } = await connected();
+    const s = sockets[0] as ScriptedSocket;
+    const a = client.sendMessage('a');
+    const b = client.sendMessage('b');
+    s.serve({ type: 'sent', id: a, seq: 1 });
+    t.equal(client.unconfirmed, 1);
+    t.equal(client.undelivered, 1);
+    s.serve({ type: 'resend', after: 0 });
+    t.same(
+      s.written.filter((f) => f.type === 'msg').map((f) => f.id),
+      [a, b, a, b],
+      'the undelivered one first, then the unconfirmed one',
+    );
+    // The re-sent `a` is stored again (its seq again) and delivered; `b` is still on its way.
+    s.serve({ type: 'sent', id: a, seq: 1 });
+    s.serve({ type: 'delivered', seq: 1 });
+    t.equal(client.undelivered, 0);
+    // A drain: the page reconnects while the old socket is still open; what the old one had in flight goes again.
+    const next = client.connect();
+    const s2 = sockets[1] as ScriptedSocket;
+    s2.open();
+    s2.serve(welcome(true, 'c1'));
+    await next;
+    t.same(
+      s2.written.filter((f) => f.type === 'msg').map((f) => f.id),
+      [b],
+      'the unconfirmed message is written to the new socket',
+    );
+  },
+);
+
+t.test('unavailable pauses the outbox and sends again from the refused message, in order', async (t) => {
+  const { client, sockets } = await connected();
+  const s = sockets[0] as ScriptedSocket;
+  const [one, two, three] = [client.sendMessage('1'), client.sendMessage('2'), client.sendMessage('3')];
+  s.serve({ type: 'sent', id: one, seq: 1 });
+  s.serve({ type: 'error', code: 'unavailable', message: 'x', id: two, retryAfterMs: 5 });
+  await new Promise((r) => setTimeout(r, 30));
+  t.same(
+    s.written.filter((f) => f.type === 'msg').map((f) => f.id),
+    [one, two, three, two, three],
+  );
+});
