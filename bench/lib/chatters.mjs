@@ -136,9 +136,9 @@ class Chatter {
 
   /**
    * To another instance, after a random delay up to `maxDelayMs`; retried with backoff until it is welcomed.
-   * A socket still open (after `draining`) is closed first, and the new one opened only once it has closed:
-   * RelayClient.connect() with the old socket still open forgets that what it wrote there was never
-   * confirmed, and never sends it again (see the cluster section of bench/RESULTS.md).
+   * After `draining` the new socket opens while the old one is still open, as the page does (the typed client
+   * writes again on the new socket whatever the old one had unconfirmed); BENCH_CLOSE_FIRST=1 closes the old
+   * socket first and waits for its close.
    */
   async reconnect(maxDelayMs) {
     if (this.stopped || this.reconnecting) return;
@@ -193,8 +193,8 @@ export class Chatters {
   urls = [];
   drainJitterMs = 1000;
   dropJitterMs = 100;
-  /** As the page does: connect() on `draining` with the old socket still open (BENCH_CONNECT_WHILE_OPEN=1). */
-  connectWhileOpen = false;
+  /** As the page does: connect() on `draining` with the old socket still open (unless BENCH_CLOSE_FIRST=1). */
+  connectWhileOpen = true;
   killedAt = null;
   #timer = null;
   histogram = hdr.build({

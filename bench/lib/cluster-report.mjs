@@ -23,28 +23,16 @@ const tally = (o) =>
 const contended = (c, key, unit = '') =>
   (c.contention ?? []).map((x) => (x[key] === null ? 'n/a' : `${x[key].toFixed(1)}${unit}`)).join(' / ');
 
-/** What per-client frame logs (BENCH_DEBUG=1) showed behind duplicated and reordered messages, as far as they apply. */
+/**
+ * Where to look behind duplicated or reordered messages. (The causes the first runs found, a forwarded message
+ * overtaken after a handover and resends after a rebuild, were fixed in the relay; a new cause needs the logs.)
+ */
 function whyDisordered(r) {
-  const why = [];
-  // Handovers happen in a rolling restart (a drained instance hands its sessions over); a kill has none.
-  if (r.outOfOrder > 0 && r.rounds)
-    why.push(
-      "in a handover, a message the sender's instance had already published to the partner's old instance is " +
-        'forwarded from there, and messages written after the move go straight to the new one and can overtake ' +
-        'it (the sender sees its `sent` seqs out of id order)',
-    );
-  if (r.duplicated > 0 && r.rebuilt > 0)
-    why.push(
-      'after a rebuild (`resend`), messages the lost instance had already delivered but whose `stored` never ' +
-        "reached the sender's instance are still unconfirmed at the sender, which sends them again, and the " +
-        'rebuilt side, which remembers no ids, relays them again under new seqs',
-    );
-  if (r.outOfOrder > 0 && r.rebuilt > 0)
-    why.push(
-      'after a rebuild, messages the sender wrote before its `resend` arrived, or one held after an ' +
-        '`unavailable`, are relayed before the older ones it then sends again',
-    );
-  return why.length > 0 ? `What per-client frame logs (\`BENCH_DEBUG=1\`) showed behind these: ${why.join('; ')}.` : '';
+  if (r.outOfOrder === 0 && r.duplicated === 0) return '';
+  return (
+    'Run with `BENCH_DEBUG=1` for per-client frame logs of every affected chat (in `bench/results/cluster-debug/`); ' +
+    'each one is a relay bug to chase.'
+  );
 }
 
 /** The cluster's section, between its markers. */
@@ -296,9 +284,9 @@ export function clusterSection(results) {
       'counter and a timestamp, so the receiver tells lost, duplicated and out-of-order messages. A client ' +
       `reconnects on \`draining\` after a random delay of up to ${n(c.drainGraceMs / 2)} ms (half the grace), after a ` +
       'drop at once (then with backoff), each time to a live instance (the bench takes a draining or dead one out ' +
-      'of the list first, as a load balancer would), and resumes. Before reconnecting it closes the old socket and ' +
-      'waits for the close: `RelayClient.connect()` with the old socket still open never sends again what it ' +
-      'had written there unconfirmed (`BENCH_CONNECT_WHILE_OPEN=1` does that instead, as the page does). ' +
+      'of the list first, as a load balancer would), and resumes. On `draining` it connects again while the old ' +
+      'socket is still open, as the page does (`BENCH_CLOSE_FIRST=1` closes the old socket and waits for the close ' +
+      'first instead). ' +
       'Rolling restart: each instance in turn gets SIGTERM; once it has exited, a replacement starts on a new ' +
       `port and joins the list; ${n(results.profile.cluster.steadyMs / 1000)} s of steady load before and after ` +
       'each. SIGKILL: fresh pairs, one instance killed; "flowing again" is when a message sent after its exit has ' +

@@ -350,7 +350,7 @@ async function chatting(pool, cl, C) {
     // As the page does, scaled to the bench's shorter grace: most clients move before the server closes them.
     drainJitterMs: Math.round(C.drainGraceMs / 2),
     dropJitterMs: 100,
-    connectWhileOpen: process.env.BENCH_CONNECT_WHILE_OPEN === '1',
+    connectWhileOpen: process.env.BENCH_CLOSE_FIRST !== '1',
   });
   const opened = await chat('open', (i) => ({ count: 2 * per(C.chatPairs, n)[i] }));
   await chat('pair', { timeoutMs: 30_000 });
