@@ -11,8 +11,8 @@
  */
 import type { EndReason, PairedVia } from './protocol.js';
 
-/** A session's side of a chat as its instance holds it, moved whole when the session moves (snapshot.ts). */
-export interface SideSnapshot {
+/** One session's side of a chat: whom it is with, and the marks of its own messages and of its reading. */
+export interface SideState {
   chat: string;
   partner: string;
   partnerNode: string;
@@ -20,13 +20,19 @@ export interface SideSnapshot {
   interests: string[];
   initiator: boolean;
   via: PairedVia;
+  /** This session's own messages as the partner's inbox holds them. */
   sentSeq: number;
   deliveredSeq: number;
   readSeq: number;
+  /** This session's read mark on the partner's messages. */
+  inboxReadSeq: number;
+}
+
+/** A side as its instance holds it, moved whole when the session moves (handoff.ts): the state and the inbox. */
+export interface SideSnapshot extends SideState {
   /** The inbox: messages to this session not yet acknowledged, as ready frames. */
   nextSeq: number;
   ackedSeq: number;
-  inboxReadSeq: number;
   frames: [seq: number, ts: number, frame: string][];
   /** Recent client ids of the partner's messages and their seqs (idempotent retries). */
   recent: [id: string, seq: number][];
@@ -79,24 +85,8 @@ export type Envelope =
    * `lastSeq`; its side of `chat` is rebuilt from this one (the partner's).
    */
   | { t: 'rebuild'; to: string; chat: string; from: string; node: string; req: string; lastSeq: number }
-  | { t: 'rebuilt'; to: string; req: string; side: RebuiltSide | null };
-
-/** What the surviving side knows of the lost one: enough to continue the chat. */
-export interface RebuiltSide {
-  chat: string;
-  partner: string;
-  partnerNode: string;
-  partnerHere: boolean;
-  interests: string[];
-  initiator: boolean;
-  via: PairedVia;
-  /** The lost side's own messages as the partner's inbox holds them. */
-  sentSeq: number;
-  deliveredSeq: number;
-  readSeq: number;
-  /** The lost side's read mark on the partner's messages, as the partner last heard it. */
-  inboxReadSeq: number;
-}
+  /** What the surviving side knows of the lost one: enough to continue the chat. */
+  | { t: 'rebuilt'; to: string; req: string; side: SideState | null };
 
 export type EnvelopeType = Envelope['t'];
 

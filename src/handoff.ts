@@ -8,8 +8,8 @@
  */
 
 import { ChatSide } from './chat.js';
-import type { SessionSnapshot } from './envelope.js';
-import type { RelayBuffer } from './relay-buffer.js';
+import type { SessionSnapshot, SideSnapshot, SideState } from './envelope.js';
+import type { Lane, RelayBuffer } from './relay-buffer.js';
 import type { Session } from './session.js';
 
 export function snapshotOf(session: Session, buffer: RelayBuffer): SessionSnapshot {
@@ -44,17 +44,29 @@ export function snapshotOf(session: Session, buffer: RelayBuffer): SessionSnapsh
 }
 
 /** The side a snapshot describes, its inbox rebuilt in this instance's buffer. */
-export function sideFrom(snapshot: NonNullable<SessionSnapshot['side']>, buffer: RelayBuffer): ChatSide {
-  const s = snapshot;
+export function sideFrom(s: SideSnapshot, buffer: RelayBuffer): ChatSide {
   const inbox = buffer.import(
     { nextSeq: s.nextSeq, ackedSeq: s.ackedSeq, readSeq: s.inboxReadSeq },
     s.frames,
     s.recent,
   );
-  const side = new ChatSide(s.chat, s.partner, s.partnerNode, inbox, s.interests, s.initiator, s.via);
-  side.partnerHere = s.partnerHere;
-  side.sentSeq = s.sentSeq;
-  side.deliveredSeq = s.deliveredSeq;
-  side.readSeq = s.readSeq;
+  return sideWith(s, inbox);
+}
+
+/** A side with `state`'s partner and marks, around `inbox` (moved whole, or rebuilt empty after a crash). */
+export function sideWith(state: SideState, inbox: Lane): ChatSide {
+  const side = new ChatSide(
+    state.chat,
+    state.partner,
+    state.partnerNode,
+    inbox,
+    state.interests,
+    state.initiator,
+    state.via,
+  );
+  side.partnerHere = state.partnerHere;
+  side.sentSeq = state.sentSeq;
+  side.deliveredSeq = state.deliveredSeq;
+  side.readSeq = state.readSeq;
   return side;
 }

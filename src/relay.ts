@@ -17,9 +17,9 @@ import type { Broker, DirectoryEntry, Ticket } from './broker.js';
 import { ChatSide } from './chat.js';
 import type { Clock, TimerHandle } from './clock.js';
 import type { Config } from './config.js';
-import type { Envelope, RebuiltSide } from './envelope.js';
+import type { Envelope, SideState } from './envelope.js';
 import { type CloseReason, closeCode, type ErrorCode, ErrorCodes, isViolation } from './errors.js';
-import { sideFrom, snapshotOf } from './handoff.js';
+import { sideFrom, sideWith, snapshotOf } from './handoff.js';
 import { newChatId, newIdentity, tokenMatches } from './identity.js';
 import { normalizeCode } from './invites.js';
 import type { RelayKeys } from './keys.js';
@@ -396,7 +396,7 @@ export class Relay {
   /** A session recovered after its instance died: its identity, and its chat if the partner rebuilt it. */
   #restore(
     pending: Omit<PendingAdoption, 'node' | 'timer' | 'giveUp' | 'kind'>,
-    side: RebuiltSide | null,
+    side: SideState | null,
   ): Session | null {
     const { id, conn, address, token, lastSeq, entry } = pending;
     if (conn.closed) return null;
@@ -408,58 +408,53 @@ export class Relay {
     const session = new Session(id, address, this.#policies);
     session.used = true;
     if (side) {
-      const inbox = this.buffer.import({ nextSeq: lastSeq + 1, ackedSeq: lastSeq, readSeq: side.inboxReadSeq }, [], []);
-      const chat = new ChatSide(
-        side.chat,
-        side.partner,
-        side.partnerNode,
-        inbox,
-        side.interests,
-        side.initiator,
-        side.via,
-      );
-      chat.partnerHere = side.partnerHere;
-      chat.sentSeq = side.sentSeq;
-      chat.deliveredSeq = side.deliveredSeq;
-      chat.readSeq = side.readSeq;
-      session.chat = chat;
+      // The inbox continues after what the client received: the rest comes again from the partner (`resend`).
+      const marks = { nextSeq: lastSeq + 1, ackedSeq: lastSeq, readSeq: side.inboxReadSeq };
+      session.chat = sideWith(side, this.buffer.import(marks, [], []));
       session.state = 'chatting';
     } else if (entry.chat) {
       // The chat could not be rebuilt (the partner left or is gone too): said, never a silent hole.
       session.pendingEnd = 'partner_gone';
     }
+    this.#install(session, conn, token, lastSeq);
+    return session;
+  }
+
+  /** A session that came here from another instance takes its place here and its socket is welcomed back. */
+  #install(session: Session, conn: Connection, token: string, lastSeq: number): void {
     this.sessions.add(session);
     session.conn = conn;
     this.#claim(session);
     this.#metrics.hellos.inc({ outcome: 'resumed' });
     this.#welcome(session, token, true);
     this.#afterWelcome(session, lastSeq);
-    return session;
+  }
+
+  /** The answer to request `req`, if it is still awaited (its timer stopped); undefined if it came too late. */
+  #answered(req: string): PendingAdoption | undefined {
+    const pending = this.#adoptions.get(req);
+    if (!pending) return undefined;
+    this.#adoptions.delete(req);
+    pending.timer.cancel();
+    return pending;
   }
 
   /** The partner's instance rebuilt this side of the chat. */
   #onRebuilt(env: Extract<Envelope, { t: 'rebuilt' }>): void {
-    const pending = this.#adoptions.get(env.req);
-    if (!pending) {
-      if (env.side) this.#sendTo(env.side.partnerNode, this.#endFor(env.side, 'partner_gone'));
-      return;
-    }
-    this.#adoptions.delete(env.req);
-    pending.timer.cancel();
-    pending.resolve(this.#restore(pending, env.side));
+    const pending = this.#answered(env.req);
+    if (pending) return pending.resolve(this.#restore(pending, env.side));
+    if (env.side) this.#sendTo(env.side.partnerNode, this.#endFor(env.side, 'partner_gone'));
   }
 
   /** The holder's answer: the session, rebuilt here before any later envelope for it is handled. */
   #onAdopted(env: Extract<Envelope, { t: 'adopted' }>): void {
-    const pending = this.#adoptions.get(env.req);
+    const pending = this.#answered(env.req);
     const snapshot = env.snapshot;
     if (!pending) {
       // Too late: the client already has a fresh identity. Whatever the holder gave up ends here, explicitly.
       if (snapshot?.side) this.#sendTo(snapshot.side.partnerNode, this.#endFor(snapshot.side, 'partner_gone'));
       return;
     }
-    this.#adoptions.delete(env.req);
-    pending.timer.cancel();
     const { id, conn, address, token, lastSeq } = pending;
     if (!snapshot || this.sessions.get(id)) {
       if (snapshot?.side) this.#sendTo(snapshot.side.partnerNode, this.#endFor(snapshot.side, 'partner_gone'));
@@ -480,12 +475,7 @@ export class Relay {
       session.chat = sideFrom(snapshot.side, this.buffer);
       session.state = 'chatting';
     }
-    this.sessions.add(session);
-    session.conn = conn;
-    this.#claim(session);
-    this.#metrics.hellos.inc({ outcome: 'resumed' });
-    this.#welcome(session, token, true);
-    this.#afterWelcome(session, lastSeq);
+    this.#install(session, conn, token, lastSeq);
     pending.resolve(session);
     this.#takeOverWait(session);
   }
