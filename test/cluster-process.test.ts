@@ -135,55 +135,72 @@ function checkExactlyOnce(t: Test, pairs: [Chatter, Chatter][]): void {
   t.equal(extra, 0, 'no message twice');
 }
 
+/**
+ * Three instances on a fresh Redis and `count` chats across them, each side saying something every `everyMs`
+ * until `quiet()`; then `settled()` waits for every message to be confirmed and delivered, and checks that every
+ * chat is still on and every message arrived once, in order. `live` is what the clients reconnect to.
+ */
+async function busyCluster(t: Test, count: number, everyMs: number) {
+  const redis = await startRedis({ tcp: true });
+  t.teardown(redis.stop);
+  const nodes = await startInstances(redis, 3);
+  t.teardown(() => {
+    for (const n of nodes) n.kill('SIGKILL');
+  });
+  const cluster = { redis, nodes, live: [...nodes] };
+  const pairs = await chats(() => cluster.live, count);
+  t.teardown(() => {
+    for (const [a, b] of pairs) {
+      a.stop();
+      b.stop();
+    }
+  });
+  let talking = true;
+  const talk = (async () => {
+    while (talking) {
+      for (const [a, b] of pairs) {
+        a.say();
+        b.say();
+      }
+      await sleep(everyMs);
+    }
+  })();
+  // The same object the clients' `live` list is read from: a test that takes an instance out sets `live` here.
+  return Object.assign(cluster, {
+    pairs,
+    async settled(timeoutMs: number): Promise<void> {
+      talking = false;
+      await talk;
+      await until(
+        'every message confirmed and delivered',
+        () => pairs.flat().every((c) => c.settled),
+        timeoutMs,
+        stateOf(pairs),
+      );
+      t.ok(
+        pairs.flat().every((c) => c.client.chatId !== null),
+        'every chat is still on',
+      );
+      checkExactlyOnce(t, pairs);
+    },
+  });
+}
+
 t.test(
   'SIGTERM on a busy instance: its clients move, every chat goes on, nothing lost, doubled or reordered',
   async (t) => {
-    const redis = await startRedis({ tcp: true });
-    t.teardown(redis.stop);
-    const nodes = await startInstances(redis, 3);
-    t.teardown(() => {
-      for (const n of nodes) n.kill('SIGKILL');
-    });
-    let live = [...nodes];
-    const pairs = await chats(() => live, 12);
-    t.teardown(() => {
-      for (const [a, b] of pairs) {
-        a.stop();
-        b.stop();
-      }
-    });
-    let talking = true;
-    const talk = (async () => {
-      while (talking) {
-        for (const [a, b] of pairs) {
-          a.say();
-          b.say();
-        }
-        await sleep(20);
-      }
-    })();
+    const busy = await busyCluster(t, 12, 20);
+    const { nodes } = busy;
     await sleep(500);
     const victim = nodes[0] as RelayProcess;
-    live = nodes.slice(1);
+    busy.live = nodes.slice(1);
     const started = Date.now();
     victim.kill('SIGTERM');
     const exit = await victim.exited;
     t.same(exit, { code: 0, signal: null }, 'the drained instance exits cleanly');
     t.ok(Date.now() - started < 10_000, `within 10 s (${Date.now() - started} ms)`);
     await sleep(500);
-    talking = false;
-    await talk;
-    await until(
-      'every message confirmed and delivered',
-      () => pairs.flat().every((c) => c.settled),
-      15_000,
-      stateOf(pairs),
-    );
-    t.ok(
-      pairs.flat().every((c) => c.client.chatId !== null),
-      'every chat is still on',
-    );
-    checkExactlyOnce(t, pairs);
+    await busy.settled(15_000);
     t.ok(
       victim.logs.some((l) => l.msg === 'draining'),
       'it drained',
@@ -194,20 +211,8 @@ t.test(
 t.test(
   'SIGKILL: partners see the partner away within 6 s; clients resume elsewhere; nothing they hold is lost',
   async (t) => {
-    const redis = await startRedis({ tcp: true });
-    t.teardown(redis.stop);
-    const nodes = await startInstances(redis, 3);
-    t.teardown(() => {
-      for (const n of nodes) n.kill('SIGKILL');
-    });
-    let live = [...nodes];
-    const pairs = await chats(() => live, 9);
-    t.teardown(() => {
-      for (const [a, b] of pairs) {
-        a.stop();
-        b.stop();
-      }
-    });
+    const busy = await busyCluster(t, 9, 25);
+    const { nodes } = busy;
     // One more chat whose side on the victim never comes back: its partner must see it away.
     const lonely = await chats(() => [nodes[0] as RelayProcess, nodes[1] as RelayProcess], 1);
     const [ghost, waiter] = lonely[0] as [Chatter, Chatter];
@@ -217,19 +222,9 @@ t.test(
     });
     ghost.client.onClosed(() => ghost.stop());
     const away = waiter.client.next('partner', (f) => f.state === 'away', 8000);
-    let talking = true;
-    const talk = (async () => {
-      while (talking) {
-        for (const [a, b] of pairs) {
-          a.say();
-          b.say();
-        }
-        await sleep(25);
-      }
-    })();
     await sleep(500);
     const victim = nodes[0] as RelayProcess;
-    live = nodes.slice(1);
+    busy.live = nodes.slice(1);
     const killedAt = Date.now();
     victim.kill('SIGKILL');
     await victim.exited;
@@ -237,19 +232,7 @@ t.test(
     const awayMs = Date.now() - killedAt;
     t.ok(awayMs <= 6000, `the partner saw it away after ${awayMs} ms`);
     await sleep(1000);
-    talking = false;
-    await talk;
-    await until(
-      'every message confirmed and delivered',
-      () => pairs.flat().every((c) => c.settled),
-      20_000,
-      stateOf(pairs),
-    );
-    t.ok(
-      pairs.flat().every((c) => c.client.chatId !== null),
-      'every chat is still on',
-    );
-    checkExactlyOnce(t, pairs);
+    await busy.settled(20_000);
     waiter.stop();
   },
 );
