@@ -5,7 +5,11 @@
  * - Bus: one channel per instance (`<prefix>{node:<id>}`); envelopes for a
  *   session go to its instance's channel. PUBLISH on one Redis, SPUBLISH
  *   (sharded pub/sub, Redis 7) on a cluster. One publishing connection keeps
- *   each instance's envelopes in order.
+ *   each instance's envelopes in order. Envelopes wait for the end of the
+ *   event-loop turn and go out as one PUBLISH per destination (a batch): a
+ *   busy instance sends a few large publishes instead of many small ones.
+ *   Pending batches are published before any other command, so Redis sees
+ *   this instance's commands in the order the relay issued them.
  * - Shared state: Lua scripts (redis-scripts.ts), each atomic on the `{mq}`
  *   slot: the waiting room, blocks and rematch cool-downs, invites, reports,
  *   instance liveness. Directory keys (`<prefix>d:<id>`) spread over slots.
@@ -39,7 +43,7 @@ import type {
 } from './broker.js';
 import type { Clock, TimerHandle } from './clock.js';
 import type { Config } from './config.js';
-import { decodeEnvelope, type Envelope, encodeEnvelope } from './envelope.js';
+import { decodeBatch, type Envelope, encodeBatch } from './envelope.js';
 import { normalizeCode, randomCode } from './invites.js';
 import type { Logger } from './logger.js';
 import { WaitingRoom } from './pairing.js';
@@ -107,6 +111,9 @@ export class RedisBroker implements Broker {
   #beating = false;
   #listening = false;
   readonly #counts = { publishes: 0, receives: 0, errors: 0, reconnects: 0 };
+  /** Envelopes not yet published, per destination instance, in the order they were sent. */
+  readonly #outbox = new Map<string, Envelope[]>();
+  #flushQueued = false;
 
   constructor({ config, clock, logger, nodeId }: RedisBrokerOptions) {
     this.nodeId = nodeId;
@@ -162,10 +169,10 @@ export class RedisBroker implements Broker {
     // Subscribed on every (re)connection: the bus is up only once this instance can hear it.
     this.#sub.on('ready', () => void this.#listen());
     const onMessage = (_channel: string, text: string) => {
-      this.#counts.receives++;
-      const env = decodeEnvelope(text);
-      if (!env) return this.#logger.warn('dropped a malformed envelope');
-      this.#events?.envelope(env);
+      const { envelopes, malformed } = decodeBatch(text);
+      this.#counts.receives += envelopes.length;
+      if (malformed > 0) this.#logger.warn({ malformed }, 'dropped malformed envelopes');
+      for (const env of envelopes) this.#events?.envelope(env);
     };
     if (this.#sharded) this.#sub.on('smessage', onMessage);
     else this.#sub.on('message', onMessage);
@@ -179,8 +186,9 @@ export class RedisBroker implements Broker {
     return `${this.#config.redisPrefix}{node:${node}}`;
   }
 
-  /** Runs a script on the `{mq}` slot. */
+  /** Runs a script on the `{mq}` slot (after the envelopes sent before it). */
   run(name: keyof typeof SCRIPTS, ...args: (string | number)[]): Promise<unknown> {
+    this.#flush();
     const script = (this.#cmd as unknown as Record<string, Script>)[name] as Script;
     return script.call(this.#cmd, this.mq, ...args).catch((err: unknown) => {
       this.#counts.errors++;
@@ -188,7 +196,9 @@ export class RedisBroker implements Broker {
     });
   }
 
+  /** The command connection, for plain commands (after the envelopes sent before them). */
   get commands(): Client {
+    this.#flush();
     return this.#cmd;
   }
 
@@ -219,17 +229,33 @@ export class RedisBroker implements Broker {
   send(node: string, env: Envelope): boolean {
     if (!this.#up) return false;
     this.#counts.publishes++;
-    const text = encodeEnvelope(env);
-    const channel = this.channelOf(node);
-    const sent = this.#sharded
-      ? (this.#cmd as Cluster).spublish(channel, text)
-      : (this.#cmd as Redis).publish(channel, text);
-    sent.catch(() => {
-      // At most once, like the pub/sub under it: the relay re-sends unstored messages when the bus is back.
-      this.#counts.errors++;
-    });
+    const batch = this.#outbox.get(node);
+    if (batch) batch.push(env);
+    else this.#outbox.set(node, [env]);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      setImmediate(this.#flush);
+    }
     return true;
   }
+
+  /** Publishes every pending batch, destinations in the order they were first sent to. */
+  readonly #flush = (): void => {
+    this.#flushQueued = false;
+    if (this.#outbox.size === 0) return;
+    for (const [node, batch] of this.#outbox) {
+      const channel = this.channelOf(node);
+      const text = encodeBatch(batch);
+      const sent = this.#sharded
+        ? (this.#cmd as Cluster).spublish(channel, text)
+        : (this.#cmd as Redis).publish(channel, text);
+      sent.catch(() => {
+        // At most once, like the pub/sub under it: the relay re-sends unstored messages when the bus is back.
+        this.#counts.errors++;
+      });
+    }
+    this.#outbox.clear();
+  };
 
   /** Alive unless it was seen and then vanished: an instance that started since the last beat is not dead. */
   isAlive(node: string): boolean {
@@ -305,6 +331,7 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     if (this.#closed) return;
     if (this.#beat) clearInterval(this.#beat);
+    this.#flush();
     this.matchmaker.close();
     if (this.#up) await this.run('relayLeave', this.nodeId).catch(() => {});
     this.#closed = true;

@@ -127,3 +127,20 @@ t.test('redis: report cool-downs hold across instances (reported on one, refused
   sameAddress.send({ type: 'find' });
   t.match(await sameAddress.next('error'), { code: 'cooldown' }, 'its address is on cool-down everywhere');
 });
+
+t.test('redis: a garbage payload on an instance channel is dropped and logged; the chat on it goes on', async (t) => {
+  const cluster = await startTestCluster('redis', { nodes: 2 });
+  t.teardown(cluster.close);
+  const { a, b } = await pairAcross(cluster, 0, 1);
+  const admin = new Redis(cluster.redis?.options ?? {});
+  t.teardown(() => admin.disconnect());
+  const channel = (await admin.pubsub('CHANNELS', '*{node:n1}')) as string[];
+  t.equal(channel.length, 1, 'n1 listens on its own channel');
+  const garbage = ['not json', '{"t":"msg"}', JSON.stringify([{ t: 'msg', to: 'nobody' }, 42]), '['.repeat(5000)];
+  for (const text of garbage) t.equal(await admin.publish(channel[0] as string, text), 1);
+  a.send({ type: 'msg', id: 'm1', body: 'after the garbage' });
+  t.match(await b.next('msg'), { body: 'after the garbage' });
+  const warned = cluster.nodes[1]?.logs.lines.filter((l) => l.includes('dropped malformed envelopes')) ?? [];
+  t.equal(warned.length, garbage.length, 'one warning per bad payload, with no content in it');
+  t.notOk(warned.join('').includes('nobody'));
+});
