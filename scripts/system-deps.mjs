@@ -12,6 +12,8 @@ const REQUIRED = [
   { bin: 'nginx', pkg: 'nginx' },
   { bin: 'redis-server', pkg: 'redis-server' },
   { bin: 'chromium', pkg: 'chromium' },
+  // Test certificates for TLS on loopback (Redis over rediss://, nginx).
+  { bin: 'openssl', pkg: 'openssl' },
 ];
 
 const SEARCH = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/sbin', '/usr/local/sbin'];
@@ -28,7 +30,7 @@ if (!isRoot || !isDebian) {
   process.stderr.write(
     `The tests need these programs, which are not installed: ${missing.map((m) => m.bin).join(', ')}.\n` +
       `Install them with:\n\n    sudo apt-get update && sudo apt-get install -y ${REQUIRED.map((r) => r.pkg).join(' ')}\n\n` +
-      '(On other systems, install nginx, redis-server and chromium with your package manager and put them on PATH.)\n',
+      '(On other systems, install nginx, redis-server, chromium and openssl with your package manager and put them on PATH.)\n',
   );
   process.exit(1);
 }

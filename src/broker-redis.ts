@@ -114,6 +114,8 @@ export class RedisBroker implements Broker {
   /** Envelopes not yet published, per destination instance, in the order they were sent. */
   readonly #outbox = new Map<string, Envelope[]>();
   #flushQueued = false;
+  /** Connection errors logged since the broker was last up. */
+  readonly #reported = new Set<string>();
 
   constructor({ config, clock, logger, nodeId }: RedisBrokerOptions) {
     this.nodeId = nodeId;
@@ -156,9 +158,16 @@ export class RedisBroker implements Broker {
     for (const [name, source] of Object.entries(SCRIPTS))
       this.#cmd.defineCommand(name, { numberOfKeys: 1, lua: source });
     for (const client of [this.#cmd, this.#sub]) {
-      client.on('error', () => {
-        // Counted and acted on through 'close' and the heartbeat; ioredis logs nothing itself.
+      client.on('error', (err: Error & { code?: string }) => {
+        // Counted and acted on through 'close' and the heartbeat; ioredis logs nothing itself. Logged once
+        // per distinct error until the broker is up again, so an operator sees why (a refused connection,
+        // an untrusted certificate, a wrong password) without a line per retry. ioredis's messages name
+        // the Redis address at most, never the password.
         this.#counts.errors++;
+        const why = err.code ?? err.message;
+        if (this.#reported.has(why)) return;
+        this.#reported.add(why);
+        this.#logger.warn({ code: err.code, reason: err.message }, 'broker connection error');
       });
       client.on('close', () => {
         if (client === this.#sub) this.#listening = false;
@@ -316,6 +325,7 @@ export class RedisBroker implements Broker {
     if (this.#up === up || this.#closed) return;
     this.#up = up;
     if (up) {
+      this.#reported.clear();
       if (this.#everUp) {
         this.#counts.reconnects++;
         this.#logger.info('broker back');

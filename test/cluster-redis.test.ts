@@ -86,6 +86,12 @@ t.test(
     t.teardown(bad.close);
     t.same(await (await fetch(`${bad.http}/readyz`)).json(), { status: 'degraded', broker: 'down' });
     t.notOk(bad.logs.lines.join('\n').includes('pw-in-the-url'), 'the password is never logged');
+    const why = bad.logs.lines.filter((l) => l.includes('broker connection error'));
+    t.ok(
+      why.some((l) => l.includes('WRONGPASS')),
+      'the log says why',
+    );
+    t.notOk(why.join('').includes(':wrong@'), 'and not the URL it was given');
   },
 );
 
