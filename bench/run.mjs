@@ -53,6 +53,7 @@ const PROFILES = {
     cluster: {
       pairingClients: 300,
       pairs: 10,
+      lightRate: 100,
       trafficMs: 1000,
       chatPairs: 10,
       chatRate: 200,
@@ -78,6 +79,7 @@ const PROFILES = {
     cluster: {
       pairingClients: 4000,
       pairs: 100,
+      lightRate: 2000,
       trafficMs: 1500,
       chatPairs: 100,
       chatRate: 2000,
@@ -105,6 +107,8 @@ const PROFILES = {
     cluster: {
       pairingClients: 10_000,
       pairs: 200,
+      // A second, light open-loop rate: whether the tail at fixedRate comes from the load or from the path.
+      lightRate: 2000,
       trafficMs: 8000,
       chatPairs: 200,
       chatRate: 4000,

@@ -8,7 +8,8 @@
 // - traffic: pairs whose two sides are on different instances (each pair shares
 //   an interest no one else has, so the relay pairs exactly those two; checked
 //   from the chat ids afterwards), a 64 B closed loop (messages per CPU-second of
-//   every relay process plus Redis) and a fixed open-loop rate (latency);
+//   every relay process plus Redis) and two open-loop rates (latency: the target's
+//   rate, and a light one that tells a tail caused by the load from one caused by the path);
 // - rolling restart: typed, reconnecting clients chat at a steady rate while each
 //   instance in turn gets SIGTERM, drains and exits, and a replacement starts on a
 //   new port; every message is then checked to have arrived exactly once, in order;
@@ -242,12 +243,14 @@ export function traffic(relay, C, P) {
     };
     const closed = await run({ size: 64, window: 16 });
     const fixed = { offered: P.fixedRate, ...(await run({ size: 64, rate: P.fixedRate })) };
+    const light = { offered: C.lightRate, ...(await run({ size: 64, rate: C.lightRate })) };
     await pool.all('close', { code: 1000 });
     console.log(
       `  ${relay.label}: 64 B closed loop ${closed.rate} msg/s, ${closed.perCpuSecond} per CPU-s (relays + Redis); ` +
-        `p99 at ${P.fixedRate} msg/s = ${fixed.latencyMs.p99} ms; ${pairs.crossInstance}/${pairs.chats} pairs cross-instance`,
+        `p99 at ${P.fixedRate} msg/s = ${fixed.latencyMs.p99} ms, at ${C.lightRate} msg/s = ${light.latencyMs.p99} ms; ` +
+        `${pairs.crossInstance}/${pairs.chats} pairs cross-instance`,
     );
-    return { clients: sum(conn, (x) => x.connected), pairs, closed, fixed };
+    return { clients: sum(conn, (x) => x.connected), pairs, closed, fixed, light };
   });
 }
 
