@@ -82,7 +82,7 @@ t.test('following an invite link while still joining another one cancels that jo
   let release = () => {};
   const p = await openPage(browser, `${srv.http}/`, {
     prepare: (page) =>
-      page.routeWebSocket(/\/ws$/, (ws) => {
+      page.routeWebSocket(/\/ws(\?|$)/, (ws) => {
         const server = ws.connectToServer();
         server.onMessage((m) => (hold ? held.push(m) : ws.send(m)));
         release = () => {

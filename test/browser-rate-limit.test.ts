@@ -49,7 +49,7 @@ t.test('a refused typing signal or receipt (rate_limited without an id) is not s
   let toPage: WebSocketRoute | undefined;
   const a = await openPage(browser, `${srv.http}/`, {
     prepare: (page) =>
-      page.routeWebSocket(/\/ws$/, (ws) => {
+      page.routeWebSocket(/\/ws(\?|$)/, (ws) => {
         toPage = ws;
         ws.connectToServer();
       }),

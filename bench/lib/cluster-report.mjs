@@ -185,8 +185,9 @@ export function clusterSection(results) {
         (light
           ? ` At a light ${n(light.offered)} msg/s, p99 was ${ms(light.latencyMs.p99)} ms (one instance: ` +
             `${ms(one.light?.latencyMs.p99 ?? Number.NaN)} ms) with the processes at ${cpuShares(light.cpuShare)}: ` +
-            'the cost per message is highest when the load is lightest (a wakeup per envelope), so a machine with ' +
-            'a core per process is what this target needs; here the relay cannot meet it.'
+            'the cost per message is highest when the load is lightest (a wakeup per envelope), which points at hops ' +
+            'waiting for a core rather than at the load; a machine with a core per busy process would tell (not ' +
+            'measured here). On this one the relay does not meet the target.'
           : '') +
         (Object.keys(many.fixed.errorFrames ?? {}).length > 0
           ? ` The relay also refused messages (${tally(many.fixed.errorFrames)}): \`unavailable\` when an ` +

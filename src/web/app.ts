@@ -136,6 +136,10 @@ class ChatApp {
   constructor() {
     const url = new URL('ws', location.href);
     url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    // A routing key for this tab only (memory, never stored): behind the gateway, every reconnect of this tab
+    // reaches the same instance while it lives (nginx hashes the key; docs/operations.md, "The gateway").
+    const key = crypto.getRandomValues(new Uint8Array(16));
+    url.search = `?route=${btoa(String.fromCharCode(...key)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
     this.#client = new RelayClient({
       url: url.href,
       createSocket: (u) => new WebSocket(u) as unknown as WebSocketLike,
