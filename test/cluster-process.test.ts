@@ -6,8 +6,7 @@
  * stop the start with exit 2.
  */
 import t, { type Test } from 'tap';
-import WebSocket from 'ws';
-import { RelayClient, type WebSocketLike } from '../src/client.js';
+import { type Chatter, chats, talking } from './fixtures/chatters.js';
 import { CLUSTER_SECRET } from './fixtures/cluster.js';
 import { redisKeys, startRedis, type TestRedis } from './fixtures/redis.js';
 import { type RelayProcess, spawnRelay } from './fixtures/relay-process.js';
@@ -31,108 +30,13 @@ async function startInstances(redis: TestRedis, n: number, env: Record<string, s
   );
 }
 
-/** A typed client that reconnects by itself to a live instance, as the page does through the proxy. */
-class Chatter {
-  readonly client: RelayClient;
-  readonly received: string[] = [];
-  readonly sent: string[] = [];
-  #stopped = false;
-  #at: number;
-
-  constructor(
-    readonly name: string,
-    private readonly live: () => RelayProcess[],
-    at: number,
-  ) {
-    this.#at = at;
-    this.client = new RelayClient({
-      url: () => {
-        const nodes = this.live();
-        return (nodes[this.#at % nodes.length] as RelayProcess).url;
-      },
-      createSocket: (u) => new WebSocket(u) as unknown as WebSocketLike,
-    });
-    this.client.on('msg', (m) => this.received.push(m.body));
-    this.client.on('draining', () => this.#move(Math.random() * 200));
-    this.client.onClosed(() => this.#move(50));
-  }
-
-  #move(afterMs: number): void {
-    if (this.#stopped) return;
-    this.#at++;
-    setTimeout(() => {
-      if (this.#stopped) return;
-      this.client.connect().catch(() => this.#move(100));
-    }, afterMs);
-  }
-
-  say(): void {
-    const body = `${this.name}-${this.sent.length}`;
-    this.sent.push(body);
-    this.client.sendMessage(body);
-  }
-
-  get settled(): boolean {
-    return this.client.connected && this.client.unconfirmed === 0 && this.client.undelivered === 0;
-  }
-
-  stop(): void {
-    this.#stopped = true;
-    this.client.close();
-  }
-}
-
-async function chats(live: () => RelayProcess[], pairs: number): Promise<[Chatter, Chatter][]> {
-  const out: [Chatter, Chatter][] = [];
-  for (let i = 0; i < pairs; i++) {
-    // Each pair's sides start on different instances.
-    const a = new Chatter(`a${i}`, live, i);
-    const b = new Chatter(`b${i}`, live, i + 1);
-    await Promise.all([a.client.connect(), b.client.connect()]);
-    const matched = Promise.all([a.client.next('matched'), b.client.next('matched')]);
-    a.client.send({ type: 'find' });
-    await a.client.next('queued');
-    b.client.send({ type: 'find' });
-    await matched;
-    out.push([a, b]);
-  }
-  return out;
-}
-
-async function until(what: string, done: () => boolean, timeoutMs: number, state = () => ''): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what} ${state()}`);
-    await sleep(50);
-  }
-}
-
-const stateOf = (pairs: [Chatter, Chatter][]) => () =>
-  pairs
-    .flat()
-    .filter((c) => !c.settled)
-    .map(
-      (c) =>
-        `${c.name}: connected=${c.client.connected} unconfirmed=${c.client.unconfirmed} undelivered=${c.client.undelivered} chat=${c.client.chatId !== null} close=${JSON.stringify(c.client.lastClose)}`,
-    )
-    .join('; ');
-
-function checkExactlyOnce(t: Test, pairs: [Chatter, Chatter][]): void {
-  let lost = 0;
-  let extra = 0;
-  for (const [a, b] of pairs)
-    for (const [from, to] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      if (JSON.stringify(to.received) !== JSON.stringify(from.sent)) {
-        lost += from.sent.filter((m) => !to.received.includes(m)).length;
-        extra += to.received.length - new Set(to.received).size;
-        t.same(to.received, from.sent, `${from.name} -> ${to.name}: all, once, in order`);
-      }
-    }
-  t.equal(lost, 0, 'no message lost');
-  t.equal(extra, 0, 'no message twice');
+/** The `at`-th live instance's URL, asked again on every connect (a moved client goes to the next one). */
+function rotating(live: () => RelayProcess[], at: number): () => string {
+  let n = at;
+  return () => {
+    const nodes = live();
+    return (nodes[n++ % nodes.length] as RelayProcess).url;
+  };
 }
 
 /**
@@ -148,42 +52,10 @@ async function busyCluster(t: Test, count: number, everyMs: number) {
     for (const n of nodes) n.kill('SIGKILL');
   });
   const cluster = { redis, nodes, live: [...nodes] };
-  const pairs = await chats(() => cluster.live, count);
-  t.teardown(() => {
-    for (const [a, b] of pairs) {
-      a.stop();
-      b.stop();
-    }
-  });
-  let talking = true;
-  const talk = (async () => {
-    while (talking) {
-      for (const [a, b] of pairs) {
-        a.say();
-        b.say();
-      }
-      await sleep(everyMs);
-    }
-  })();
+  // Each pair's sides start on different instances; a moved client goes to the next live one.
+  const pairs = await chats(count, (i) => rotating(() => cluster.live, i));
   // The same object the clients' `live` list is read from: a test that takes an instance out sets `live` here.
-  return Object.assign(cluster, {
-    pairs,
-    async settled(timeoutMs: number): Promise<void> {
-      talking = false;
-      await talk;
-      await until(
-        'every message confirmed and delivered',
-        () => pairs.flat().every((c) => c.settled),
-        timeoutMs,
-        stateOf(pairs),
-      );
-      t.ok(
-        pairs.flat().every((c) => c.client.chatId !== null),
-        'every chat is still on',
-      );
-      checkExactlyOnce(t, pairs);
-    },
-  });
+  return Object.assign(cluster, { pairs, ...talking(t, pairs, everyMs) });
 }
 
 t.test(
@@ -214,7 +86,7 @@ t.test(
     const busy = await busyCluster(t, 9, 25);
     const { nodes } = busy;
     // One more chat whose side on the victim never comes back: its partner must see it away.
-    const lonely = await chats(() => [nodes[0] as RelayProcess, nodes[1] as RelayProcess], 1);
+    const lonely = await chats(1, (i) => rotating(() => [nodes[0] as RelayProcess, nodes[1] as RelayProcess], i));
     const [ghost, waiter] = lonely[0] as [Chatter, Chatter];
     t.teardown(() => {
       ghost.stop();

@@ -139,7 +139,10 @@ class ChatApp {
     // A routing key for this tab only (memory, never stored): behind the gateway, every reconnect of this tab
     // reaches the same instance while it lives (nginx hashes the key; docs/operations.md, "The gateway").
     const key = crypto.getRandomValues(new Uint8Array(16));
-    url.search = `?route=${btoa(String.fromCharCode(...key)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
+    url.search = `?route=${btoa(String.fromCharCode(...key))
+      .replace(/\+/g, '-')
+      .replace(/\//g, '_')
+      .replace(/=+$/, '')}`;
     this.#client = new RelayClient({
       url: url.href,
       createSocket: (u) => new WebSocket(u) as unknown as WebSocketLike,
