@@ -91,7 +91,8 @@ export function composeGateway(relays = 3): GatewayOptions {
     errorLog: 'stderr',
     accessLog: '/dev/stdout',
     tempDir: null,
-    user: 'www-data',
+    // nginx's default (nobody): the same in the official image and Debian's.
+    user: null,
     workerProcesses: 'auto',
     // 2 workers (a 2-core host) x 65,536 = 131,072 connections: 60,000 WebSockets are 120,000 of them.
     workerConnections: 65_536,

@@ -4,6 +4,7 @@
  * problem at once, then freezes the result.
  */
 import { Buffer } from 'node:buffer';
+import { readFileSync } from 'node:fs';
 
 type Parser<T> = (raw: string) => T;
 
@@ -319,7 +320,22 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
   const problems: string[] = [];
   const out: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(settings) as [keyof Config, Setting<unknown>][]) {
-    const raw = env[s.env];
+    let raw = env[s.env];
+    // `<NAME>_FILE`: the value is that file's contents (Docker's convention for secrets). The path may be
+    // shown in an error; the contents never are.
+    const file = env[`${s.env}_FILE`];
+    if (file !== undefined && file !== '') {
+      if (raw !== undefined && raw !== '') {
+        problems.push(`${s.env} and ${s.env}_FILE: set one, not both`);
+        continue;
+      }
+      try {
+        raw = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+      } catch (err) {
+        problems.push(`${s.env}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+        continue;
+      }
+    }
     if (key in overrides) {
       out[key] = overrides[key];
     } else if (raw === undefined || raw === '') {

@@ -38,6 +38,28 @@ t.test('config: defaults, parsing, all problems at once, frozen', async (t) => {
   for (const s of Object.values(settings)) t.ok(s.doc.length > 10, `${s.env} is documented`);
 });
 
+t.test('config: <NAME>_FILE reads the value from a file, never echoing it', async (t) => {
+  const dir = t.testdir({ secret: `${Buffer.alloc(32, 7).toString('base64')}\n`, port: '9100', short: 'c2hvcnQ=' });
+  const c = loadConfig({ CLUSTER_SECRET_FILE: `${dir}/secret`, PORT_FILE: `${dir}/port` });
+  t.equal(c.clusterSecret, Buffer.alloc(32, 7).toString('base64'), 'the trailing newline is dropped');
+  t.equal(c.port, 9100);
+  const problems = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+      return [];
+    } catch (err) {
+      return (err as ConfigError).problems;
+    }
+  };
+  t.same(problems({ PORT: '1', PORT_FILE: `${dir}/port` }), ['PORT and PORT_FILE: set one, not both']);
+  t.same(problems({ CLUSTER_SECRET_FILE: `${dir}/missing` }), [
+    `CLUSTER_SECRET_FILE: cannot read ${dir}/missing (ENOENT)`,
+  ]);
+  const bad = problems({ CLUSTER_SECRET_FILE: `${dir}/short` });
+  t.match(bad, [/^CLUSTER_SECRET: expected base64/]);
+  t.notOk(bad.join('').includes('c2hvcnQ'), 'the contents are never echoed');
+});
+
 t.test('identity: token check is exact', async (t) => {
   const key = randomKeys().token;
   const id = newIdentity(key);
