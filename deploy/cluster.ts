@@ -13,7 +13,9 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -36,6 +38,8 @@ export interface LocalClusterOptions {
   relayEnv?: Record<string, string>;
   limits?: Partial<GatewayLimits>;
   nginxWorkers?: number;
+  /** TLS from nginx to the relays too (each relay serves HTTPS with a certificate from the run's CA). */
+  relayTls?: boolean;
   workerShutdownTimeout?: string;
   /** Where the instances', nginx's and Redis's output goes (default: this process's stdout and stderr). */
   output?: (source: string, line: string, stream: 'stdout' | 'stderr') => void;
@@ -90,6 +94,28 @@ const exitOf = (child: ChildProcess): Promise<void> =>
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
   });
+
+/** GET `url` (http or https, trusting `ca`), parsed as JSON. */
+export function getJson(url: string, ca: string): Promise<{ status: number; body: unknown }> {
+  const get = url.startsWith('https:') ? httpsGet : httpGet;
+  return new Promise((resolve, reject) => {
+    const req = get(url, { ca: readFileSync(ca), timeout: 1000 }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -161,17 +187,19 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
           TRUST_PROXY: 'true',
           TRUST_PROXY_HOPS: '1',
           ALLOWED_ORIGINS: `${origin},https://127.0.0.1:${httpsPort}`,
+          ...(opts.relayTls ? { TLS_CERT_FILE: certs.cert, TLS_KEY_FILE: certs.key } : {}),
           ...opts.relayEnv,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       children.push(child);
       pipeLines(child, id, output);
+      const scheme = opts.relayTls ? 's' : '';
       const instance: LocalInstance = {
         id,
         port,
-        url: `ws://127.0.0.1:${port}/ws`,
-        http: `http://127.0.0.1:${port}`,
+        url: `ws${scheme}://127.0.0.1:${port}/ws`,
+        http: `http${scheme}://127.0.0.1:${port}`,
         process: child,
         exited: exitOf(child),
       };
@@ -181,9 +209,8 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
     const ready = (i: LocalInstance) =>
       waitFor(`${i.id} on ${i.http}`, async () => {
         if (i.process.exitCode !== null) throw new Error(`${i.id} exited with ${i.process.exitCode}`);
-        const res = await fetch(`${i.http}/readyz`, { signal: AbortSignal.timeout(1000) });
-        const body = (await res.json()) as { broker?: string };
-        return res.status === 200 && body.broker === 'up';
+        const res = await getJson(`${i.http}/readyz`, certs.ca);
+        return res.status === 200 && (res.body as { broker?: string }).broker === 'up';
       });
     await Promise.all(instances.map(ready));
 
@@ -204,6 +231,7 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
           httpPort,
           accessLog,
           limits: opts.limits ?? {},
+          relayTls: opts.relayTls ? { trustedCertificate: certs.ca, serverName: 'localhost' } : null,
           ...(opts.nginxWorkers ? { workerProcesses: opts.nginxWorkers } : {}),
           ...(opts.workerShutdownTimeout ? { workerShutdownTimeout: opts.workerShutdownTimeout } : {}),
         }),

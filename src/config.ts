@@ -4,7 +4,7 @@
  * problem at once, then freezes the result.
  */
 import { Buffer } from 'node:buffer';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 type Parser<T> = (raw: string) => T;
 
@@ -73,6 +73,13 @@ const MINUTE = 60_000;
 export const settings = {
   host: setting('HOST', '127.0.0.1', str, 'Address to listen on; `0.0.0.0` to accept connections from other machines.'),
   port: setting('PORT', 8080, int(0, 65535), 'TCP port; 0 picks a free one.'),
+  tlsCertFile: setting(
+    'TLS_CERT_FILE',
+    '',
+    str,
+    'Serve HTTPS and wss:// directly with this certificate chain (PEM), for TLS from the proxy to the relay on a network you do not trust. Needs TLS_KEY_FILE. Empty: plain HTTP (the proxy terminates TLS).',
+  ),
+  tlsKeyFile: setting('TLS_KEY_FILE', '', str, "The private key (PEM) of TLS_CERT_FILE's certificate."),
   logLevel: setting(
     'LOG_LEVEL',
     'info' as const,
@@ -367,6 +374,13 @@ function crossChecks(c: Config): string[] {
     problems.push('BUFFER_SESSION_MAX_BYTES: must not exceed BUFFER_MAX_BYTES');
   if (c.bufferSessionMaxBytes < c.maxMessageBytes + 256)
     problems.push('BUFFER_SESSION_MAX_BYTES: must hold at least one message of MAX_MESSAGE_BYTES');
+  if ((c.tlsCertFile === '') !== (c.tlsKeyFile === ''))
+    problems.push('TLS_CERT_FILE and TLS_KEY_FILE: set both or neither');
+  for (const [name, file] of [
+    ['TLS_CERT_FILE', c.tlsCertFile],
+    ['TLS_KEY_FILE', c.tlsKeyFile],
+  ] as const)
+    if (file !== '' && !existsSync(file)) problems.push(`${name}: no such file: ${file}`);
   const redis = c.redisUrl !== '' || c.redisClusterNodes.length > 0;
   if (c.redisUrl !== '' && c.redisClusterNodes.length > 0)
     problems.push('REDIS_URL and REDIS_CLUSTER_NODES: set one, not both');

@@ -6,6 +6,7 @@
  */
 import {
   App,
+  SSLApp,
   type TemplatedApp,
   type us_listen_socket,
   us_listen_socket_close,
@@ -96,7 +97,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Rel
   let closed = false;
   const isDraining = () => draining;
 
-  const app = App();
+  // TLS here only when asked (the proxy usually terminates it): uWebSockets.js reads the files once, at start.
+  const app = config.tlsCertFile
+    ? SSLApp({ cert_file_name: config.tlsCertFile, key_file_name: config.tlsKeyFile })
+    : App();
   const edge = { config, clock, relay, broker, keys, metrics, logger, isDraining };
   app.ws('/ws', wsBehavior(edge));
   registerPageRoutes(app, logger);
@@ -118,7 +122,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Rel
         return;
       }
       const port = us_socket_local_port(listenSocket);
-      logger.info({ host: config.host, port, instance: broker.nodeId, clustered: broker.clustered }, 'listening');
+      const tls = config.tlsCertFile !== '';
+      logger.info({ host: config.host, port, tls, instance: broker.nodeId, clustered: broker.clustered }, 'listening');
       resolve({
         relay: relay,
         broker,
