@@ -71,6 +71,12 @@ const ADOPT_TIMEOUT_MS = 6000;
 /** How long envelopes for a session that moved away are forwarded to its new instance. */
 const FORWARD_MS = 60_000;
 
+/**
+ * A valid token for a session the directory does not know yet: its instance may still be writing the entry (a
+ * client that moved within milliseconds of its hello, or a slow Redis). Asked once more after this long.
+ */
+const DIRECTORY_RETRY_MS = 300;
+
 export interface RelayDeps {
   config: Config;
   clock: Clock;
@@ -329,7 +335,12 @@ export class Relay {
     lastSeq: number,
     address: AddressKey,
   ): Promise<Session | null> {
-    const entry = await this.#call('directory', () => this.#broker.directory.where(id), null);
+    const where = () => this.#call('directory', () => this.#broker.directory.where(id), null);
+    let entry = await where();
+    if (!entry && !conn.closed) {
+      await new Promise<void>((resolve) => this.#clock.schedule(DIRECTORY_RETRY_MS, resolve));
+      if (!this.sessions.get(id)) entry = await where();
+    }
     const here = this.sessions.get(id);
     if (here) {
       // Another socket of the same session got here first, or it came back meanwhile.
