@@ -13,11 +13,11 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { makeCertificates } from './certificates.js';
@@ -128,7 +128,20 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
+/** Where `bin` is: on PATH, or in the sbin directories nginx lives in (often not on a user's PATH). */
+function program(bin: string): string | null {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/bin', '/sbin', '/usr/local/sbin'];
+  const dir = dirs.find((d) => d && existsSync(join(d, bin)));
+  return dir ? join(dir, bin) : null;
+}
+
 export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise<LocalCluster> {
+  const missing = ['nginx', 'redis-server', 'openssl'].filter((bin) => !program(bin));
+  if (missing.length > 0)
+    throw new Error(
+      `needs ${missing.join(', ')}: on Debian or Ubuntu, \`sudo npm run system-deps\` or ` +
+        '`sudo apt-get install -y nginx redis-server openssl`',
+    );
   const n = opts.instances ?? 3;
   const httpsPort = opts.httpsPort ?? 8443;
   const httpPort = opts.httpPort ?? 8880;
@@ -147,7 +160,7 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
     const redisPassword = randomBytes(24).toString('hex');
     // Redis: loopback only, a password, and never any persistence.
     const redis = spawn(
-      'redis-server',
+      program('redis-server') as string,
       [
         '--port',
         String(redisPort),
@@ -238,7 +251,8 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
       ),
     );
     const nginxArgs = ['-p', dir, '-c', config, '-e', 'stderr'];
-    const nginx = spawn('nginx', [...nginxArgs, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const nginxBin = program('nginx') as string;
+    const nginx = spawn(nginxBin, [...nginxArgs, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(nginx);
     pipeLines(nginx, 'nginx', output, redactErrorLine);
     createInterface({ input: createReadStream(accessLog) }).on('line', (l) => output('nginx', l, 'stdout'));
@@ -272,7 +286,7 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
       },
       async reloadNginx() {
         await new Promise<void>((resolve, reject) => {
-          const r = spawn('nginx', [...nginxArgs, '-s', 'reload'], { stdio: 'ignore' });
+          const r = spawn(nginxBin, [...nginxArgs, '-s', 'reload'], { stdio: 'ignore' });
           r.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nginx -s reload exited ${code}`))));
         });
       },
