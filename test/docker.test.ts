@@ -97,12 +97,13 @@ function fileLimit(fallback: number): string {
 }
 
 async function main(composeCmd: string[]): Promise<void> {
-  // Cold (no base image, no build cache): about 5 minutes of builds on a 2-core machine before any check.
+  // Cold (no base image, no build cache): about 6 minutes of builds on a busy 2-core machine before any check.
   t.setTimeout(15 * 60_000);
   const project = `relaytest${randomBytes(4).toString('hex')}`;
-  const httpsPort = await freePort();
-  const httpPort = await freePort();
-  const origin = `https://127.0.0.1:${httpsPort}`;
+  // Chosen just before `up` (see below), when the builds are done.
+  let httpsPort = 0;
+  let httpPort = 0;
+  let origin = '';
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     // Only the base images differ from a user's `docker compose up`, and the tags of what is built here.
@@ -111,13 +112,18 @@ async function main(composeCmd: string[]): Promise<void> {
     REDIS_IMAGE: BASE_IMAGES[2],
     RELAY_IMAGE: 'relay:docker-test',
     GATEWAY_IMAGE: 'relay-gateway:docker-test',
-    // Published on loopback only.
-    HTTPS_PORT: `127.0.0.1:${httpsPort}`,
-    HTTP_PORT: `127.0.0.1:${httpPort}`,
-    ALLOWED_ORIGINS: origin,
     RELAY_NOFILE: fileLimit(65_536),
     GATEWAY_NOFILE: fileLimit(131_072),
     LOG_LEVEL: 'info',
+  };
+  const choosePorts = async () => {
+    httpsPort = await freePort();
+    httpPort = await freePort();
+    origin = `https://127.0.0.1:${httpsPort}`;
+    // Published on loopback only.
+    env.HTTPS_PORT = `127.0.0.1:${httpsPort}`;
+    env.HTTP_PORT = `127.0.0.1:${httpPort}`;
+    env.ALLOWED_ORIGINS = origin;
   };
   const [cmd, ...base] = composeCmd as [string, ...string[]];
   const dc = (args: string[], timeoutMs?: number) => must(cmd, [...base, '-p', project, ...args], env, timeoutMs);
@@ -142,7 +148,15 @@ async function main(composeCmd: string[]): Promise<void> {
     await must('bash', ['deploy/base-images.sh'], process.env, 600_000);
     await dc(['build'], 900_000);
     t.comment(`base images and build: ${Math.round((Date.now() - started) / 1000)} s`);
-    const up = await run(cmd, [...base, '-p', project, 'up', '-d'], env, 300_000);
+    // A free port can be taken by another process before docker binds it (a busy machine): then new ones.
+    let up: Run = { code: 1, stdout: '', stderr: '' };
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      await choosePorts();
+      up = await run(cmd, [...base, '-p', project, 'up', '-d'], env, 300_000);
+      if (up.code === 0 || !/address already in use/.test(up.stderr)) break;
+      t.comment(`port ${httpsPort} or ${httpPort} was taken before docker bound it: again with others`);
+      await down();
+    }
     t.equal(up.code, 0, `up -d${up.code ? `: ${up.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
     for (const service of ['secrets', ...SERVICES]) {
       const c = (await dc(['ps', '-q', service])).trim();
@@ -152,7 +166,9 @@ async function main(composeCmd: string[]): Promise<void> {
     const deadline = Date.now() + 120_000;
     let states: string[] = [];
     for (;;) {
-      states = await Promise.all(SERVICES.map((s) => inspect(s, '{{.State.Status}} {{.State.Health.Status}}')));
+      states = await Promise.all(
+        SERVICES.map((s) => inspect(s, '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}')),
+      );
       if (states.every((s) => s === 'running healthy') || Date.now() > deadline) break;
       await sleep(1000);
     }
@@ -160,7 +176,9 @@ async function main(composeCmd: string[]): Promise<void> {
     t.equal(await inspect('secrets', '{{.State.Status}} {{.State.ExitCode}}'), 'exited 0', 'the secrets job ran once');
     t.comment(`up and healthy: ${Math.round((Date.now() - started) / 1000)} s after the start`);
     if (!states.every((s) => s === 'running healthy')) {
-      const health = await Promise.all(SERVICES.map((s) => inspect(s, `${s} {{json .State.Health.Log}}`)));
+      const health = await Promise.all(
+        SERVICES.map((s) => inspect(s, `${s} {{if .State.Health}}{{json .State.Health.Log}}{{end}}`)),
+      );
       const logs = await run(cmd, [...base, '-p', project, 'logs', '--no-color', '--tail', '20'], env);
       t.comment(`${health.join('\n').slice(-3000)}\n${logs.stdout.slice(-4000)}`);
       return;
