@@ -33,6 +33,8 @@ COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/public ./dist/public
 USER node
 EXPOSE 8080
-HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 CMD ["node", "dist/src/healthcheck.js"]
+# A node process takes a second or more to start on a busy host: a generous timeout and start period (a check
+# that passes within it counts at once), so a loaded machine does not mark a serving instance unhealthy.
+HEALTHCHECK --interval=5s --timeout=10s --start-period=30s --retries=3 CMD ["node", "dist/src/healthcheck.js"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "--enable-source-maps", "dist/src/main.js"]

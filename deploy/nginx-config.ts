@@ -91,7 +91,7 @@ export function composeGateway(relays = 3): GatewayOptions {
     errorLog: 'stderr',
     accessLog: '/dev/stdout',
     tempDir: null,
-    // nginx's default (nobody): the same in the official image and Debian's.
+    // nginx's built-in default (nobody in Debian's build, nginx in the official image): workers read no file.
     user: null,
     workerProcesses: 'auto',
     // 2 workers (a 2-core host) x 65,536 = 131,072 connections: 60,000 WebSockets are 120,000 of them.
@@ -174,7 +174,9 @@ export function renderGateway(o: GatewayOptions, template = readFileSync(TEMPLAT
       ].join('\n            ')
     : '# to the relays: plain HTTP on the private network';
   const values: Record<string, string> = {
-    userLine: o.user ? `user ${o.user};` : '# user: the one nginx was started as',
+    userLine: o.user
+      ? `user ${o.user};`
+      : "# user: nginx's built-in default for workers when started as root (nobody; nginx in the official image)",
     workerProcesses: String(o.workerProcesses),
     workerRlimitNofile: String(o.workerRlimitNofile),
     workerShutdownTimeout: o.workerShutdownTimeout,
