@@ -4,6 +4,8 @@
 // latency read from a monotonic timestamp in the body (process.hrtime is the
 // same clock in every process on the machine). It reports its own CPU time.
 import hdr from 'hdr-histogram-js';
+import { consistentHash } from './chash.mjs';
+import { trustCa } from './raw-ws.mjs';
 import { openSocket } from './transport.mjs';
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -18,12 +20,21 @@ async function inParallel(items, concurrency, fn) {
 }
 
 class Client {
-  constructor(worker, url) {
+  constructor(worker, url, n) {
     this.w = worker;
-    /** Clients are spread round-robin over the relay's URLs (several instances, or a TLS proxy). */
-    this.url = url;
-    /** Which of the relay's URLs (a cluster's instance) this client is on. */
-    this.slot = worker.urls.indexOf(url);
+    this.localAddress = worker.localAddresses[n % worker.localAddresses.length];
+    if (worker.routeSlot) {
+      // Through the gateway: one URL, and each client its own routing key (as each tab of the page has);
+      // `slot` is the instance nginx's consistent hash sends that key to.
+      const key = `${worker.routePrefix}w${worker.index}n${n}`;
+      this.url = `${url}?route=${key}`;
+      this.slot = worker.routeSlot(key);
+    } else {
+      /** Clients are spread round-robin over the relay's URLs (several instances, or a TLS proxy). */
+      this.url = url;
+      /** Which of the relay's URLs (a cluster's instance) this client is on. */
+      this.slot = worker.urls.indexOf(url);
+    }
     this.socket = null;
     this.id = null;
     this.token = null;
@@ -44,7 +55,7 @@ class Client {
     this.socket = await openSocket(
       this.w.transport,
       this.url,
-      this.w.localAddress,
+      this.localAddress,
       (text) => this.receive(text),
       () => {
         this.socket = null;
@@ -53,6 +64,7 @@ class Client {
     const welcomed = new Promise((resolve) => {
       this.onWelcome = resolve;
     });
+    if (this.w.pingEveryMs && !this.pinger) this.keepAlive(this.w.pingEveryMs);
     const hello = { type: 'hello', v: 1 };
     if (resume && this.id) hello.resume = { id: this.id, token: this.token, lastSeq: this.lastSeq };
     this.socket.send(JSON.stringify(hello));
@@ -61,6 +73,17 @@ class Client {
 
   send(frame) {
     this.socket?.send(JSON.stringify(frame));
+  }
+
+  /**
+   * A ping every `everyMs` from the first connect on, the first at a random point of the interval, as the page
+   * does: nginx closes a WebSocket with nothing from the relay for 75 s, and a long ramp idles that long.
+   */
+  keepAlive(everyMs) {
+    this.pinger = setTimeout(() => {
+      this.send({ type: 'ping' });
+      this.pinger = setInterval(() => this.send({ type: 'ping' }), everyMs);
+    }, Math.random() * everyMs);
   }
 
   message(bodySize) {
@@ -152,7 +175,10 @@ class Worker {
   async connect({ count, concurrency }) {
     const started = now();
     await inParallel(
-      Array.from({ length: count }, () => new Client(this, this.urls[this.created++ % this.urls.length])),
+      Array.from({ length: count }, () => {
+        const n = this.created++;
+        return new Client(this, this.urls[n % this.urls.length], n);
+      }),
       concurrency,
       async (c) => {
         try {
@@ -238,6 +264,11 @@ class Worker {
 
   /** Idle-but-alive: every client pings once per `everyMs`, spread over the interval. */
   async hold({ ms, everyMs }) {
+    // Clients that already ping (the gateway's): just wait.
+    if (this.pingEveryMs) {
+      await new Promise((r) => setTimeout(r, ms));
+      return { alive: this.clients.filter((c) => c.socket).length };
+    }
     const timers = this.clients.map((c, i) =>
       setTimeout(
         () => {
@@ -363,7 +394,10 @@ class Worker {
 
   /** `code` 1000: each client leaves (the relay forgets its session at once); none: the sockets just drop. */
   close({ code } = {}) {
-    for (const c of this.clients) c.socket?.close(code);
+    for (const c of this.clients) {
+      clearTimeout(c.pinger); // a timeout or an interval: either clears both
+      c.socket?.close(code);
+    }
     this.clients = [];
     this.created = 0;
     return {};
@@ -395,7 +429,12 @@ process.on('message', async ({ id, cmd, args }) => {
   try {
     if (cmd === 'init') {
       worker = new Worker();
-      Object.assign(worker, args);
+      const { ca, upstreams, ...rest } = args;
+      Object.assign(worker, rest);
+      worker.localAddresses ??= [worker.localAddress];
+      // The gateway bench: trust the run's CA, and give each client a routing key (see Client).
+      if (ca) trustCa(ca);
+      if (upstreams) worker.routeSlot = consistentHash(upstreams);
       return process.send({ id, result: {} });
     }
     const result = await worker[cmd](args);
