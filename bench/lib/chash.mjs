@@ -42,3 +42,16 @@ export function consistentHash(servers) {
     return ring[lo % ring.length].index;
   };
 }
+
+/**
+ * A route key for client `n` named from `base`: with `balanced`, the first of base, base + 'b1', base + 'b2', ...
+ * that the hash sends to instance n % `count` (a few tries each), so clients spread evenly and two consecutive
+ * ones land on two instances; else `base` itself (random placement, as the page's random keys get).
+ */
+export function routeKey(slotOf, base, n, count, balanced) {
+  if (!balanced) return base;
+  for (let k = 0; ; k++) {
+    const key = k === 0 ? base : `${base}b${k}`;
+    if (slotOf(key) === n % count) return key;
+  }
+}

@@ -10,6 +10,7 @@
 // or out of order, and when the first message sent after a kill arrived.
 import hdr from 'hdr-histogram-js';
 import { RelayClient } from '../../dist/src/client.js';
+import { routeKey } from './chash.mjs';
 import { openSocket } from './transport.mjs';
 
 const DEBUG = process.env.BENCH_DEBUG === '1';
@@ -78,7 +79,7 @@ class Chatter {
     this.home = null;
     this.slot = null;
     if (w.routeSlot) {
-      const key = `${w.routePrefix}c${w.index}n${n}`;
+      const key = routeKey(w.routeSlot, `${w.routePrefix}c${w.index}n${n}`, n, w.upstreamCount, w.balancedRoutes);
       this.home = `${group.urls[0]}?route=${key}`;
       this.slot = w.routeSlot(key);
     }

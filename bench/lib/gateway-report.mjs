@@ -63,7 +63,8 @@ export function gatewaySection(results, charts = './') {
       'deploy/cluster.ts): one Redis, the relay instances and nginx terminating TLS (TLS 1.3 here, a certificate ' +
       "from a CA made for the run, which every client trusts and checks), with the bench's generator processes, all " +
       `on this machine's ${cores} cores and loopback. Every client connects to \`wss://127.0.0.1:<port>/ws?route=<key>\` ` +
-      "with a key of its own (as each of the page's tabs has), from one of " +
+      "with a key of its own (random in the connection phases, as each of the page's tabs has; in the others " +
+      'chosen so that clients spread evenly over the instances), from one of ' +
       `${n(g.sourceAddresses)} source addresses 127.0.0.x over ${n(g.generators)} generator processes; nginx's ` +
       'per-address limits are raised for that (60,000 WebSockets, 1,000,000 upgrades/s per address), and so are the ' +
       "relay's, as in every bench of ours. Which instance a key reaches is computed as nginx's consistent hash does " +
@@ -74,7 +75,7 @@ export function gatewaySection(results, charts = './') {
       'One process here may hold at most 20,000 open files, and an instance caps its sockets at 19,744 below that, ' +
       `so 3 instances cannot hold 60,000: the connection phase ran ${c.instances} instances behind nginx with ` +
       `${c.nginxWorkers} workers (each proxied WebSocket is two of a worker's 19,900 connections); everything else ` +
-      'ran on 3 instances, as deployed, and the last phase asked those 3 for the same load to show what they hold. ' +
+      'ran on 3 instances, as deployed, and the last phase asked 3 fresh instances for the same load to show what they hold. ' +
       `Machine contention before the run / after the connection phase / at the end: 1-minute load average ` +
       `${contended(g, 'loadAverage')}, some task waiting for a core ${contended(g, 'cpuPressure', '%')} of the last ` +
       "minute (Linux PSI; the bench's own processes count too, and so does other work on this machine). " +
@@ -183,9 +184,10 @@ export function gatewaySection(results, charts = './') {
       `**Resume storm:** ${n(s.resumed)} of ${n(s.clients)} resumed, the last after ${n(s.ms)} ms ` +
         `(${n(s.resumed / (s.ms / 1000))} resumes/s, each a full TLS handshake, an upgrade through nginx and a resume ` +
         `with 5 buffered messages). While it ran: ${shares(s.cpuShare)} of a core; ${n(s.resumeErrors)} reconnects ` +
-        `failed. The relay alone (the first section, no TLS, no nginx) resumed 10,000 in about a second; the ` +
-        'difference is the TLS handshake and the extra proxy hop, which on this machine share 2 cores with the ' +
-        'generator doing the client side of the same handshakes.',
+        `failed. Each resume here costs what a session setup costs (a TLS handshake on both sides, nginx's ` +
+        `upstream connection, the upgrade): the connection phase set up ${n(Math.max(...c.steps.map((x) => x.setupPerSec)))} ` +
+        `sessions/s at best, so ${n(s.clients)} resumes need at least ${n((s.clients / Math.max(...c.steps.map((x) => x.setupPerSec))) * 1000)} ms ` +
+        'on this machine before any resume work (the relay alone, without TLS or nginx, is in the first section).',
     );
   }
   if (!rollingOk)
@@ -248,7 +250,7 @@ export function gatewaySection(results, charts = './') {
     '',
     '### Three instances asked for the same',
     '',
-    `${n(three.steps[0]?.target)} sessions asked of 3 instances (one step, ${n(three.steps[0]?.setupPerSec)}/s), held ` +
+    `${n(three.steps[0]?.target)} sessions asked of 3 fresh instances (one step, ${n(three.steps[0]?.setupPerSec)}/s), held ` +
       `${n(three.held.ms / 1000)} s: ${n(three.held.alive)} held, ${three.held.perInstance.map(n).join(' / ')} per ` +
       `instance, ${n(three.connectErrors)} refused. An instance past its cap answers 503, and nginx tries the next on ` +
       `its ring (\`proxy_next_upstream ... http_503\`, up to 3 tries). What nginx and the instances printed: ` +

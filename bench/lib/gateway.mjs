@@ -193,21 +193,28 @@ async function startGateway(G, instances, firstPort, log) {
       { name: 'redis', pids: redisPid ? [redisPid] : [] },
     ],
     /** A pool of generator processes for this gateway: each client with its own route key (a new prefix per pool). */
-    async pool(workers, addressesPerWorker) {
+    async pool(workers, addressesPerWorker, balancedRoutes = false) {
       const pool = new WorkerPool(workers, addressesPerWorker);
       await pool.init({
         urls: [url],
         transport: 'ws',
         // Every client pings every 20 s from its connect on, as the page does.
-        gateway: { ca, upstreams, routePrefix: `r${randomBytes(3).toString('hex')}`, pingEveryMs: 20_000 },
+        gateway: {
+          ca,
+          upstreams,
+          routePrefix: `r${randomBytes(3).toString('hex')}`,
+          pingEveryMs: 20_000,
+          balancedRoutes,
+        },
       });
       return pool;
     },
   };
 }
 
-async function withPool(gw, workers, addressesPerWorker, fn) {
-  const pool = await gw.pool(workers, addressesPerWorker);
+/** `balanced`: route keys chosen so clients spread evenly over the instances (else random, as the page's). */
+async function withPool(gw, workers, addressesPerWorker, fn, balanced = false) {
+  const pool = await gw.pool(workers, addressesPerWorker, balanced);
   try {
     return await fn(pool);
   } finally {
@@ -257,7 +264,8 @@ async function connections(gw, G, steps, holdMs, label) {
       const generatorMs = sum(conn, (r) => r.workerCpuMs) - generator0;
       const cpu1 = readGroups(groups);
       const t1 = Date.now();
-      const found = await pool.all('find', { tagged: true, timeoutMs: 120_000, stallMs: 5000 });
+      // Pairing through Redis is slow on a busy machine: a client is given up on only after 15 s without a match.
+      const found = await pool.all('find', { tagged: true, timeoutMs: 120_000, stallMs: 15_000 });
       const pairMs = Date.now() - t1;
       const pairCpu = cpuSince(cpu1, groups);
       const before = have;
@@ -334,85 +342,97 @@ async function connections(gw, G, steps, holdMs, label) {
 
 /** 64 B closed loop and open-loop rates, every pair's two sides on two instances, all through nginx and TLS. */
 async function traffic(gw, G, P) {
-  return withPool(gw, P.trafficWorkers, G.addressesPerWorker, async (pool) => {
-    const n = pool.workers.length;
-    const conn = await pool.all('connect', (i) => ({ count: 2 * per(G.pairs, n)[i], concurrency: 32 }));
-    await pool.all('find', { tagged: true, timeoutMs: 30_000 });
-    const placed = await pool.all('pairs');
-    const pairs = checkPairs(placed);
-    await sleep(300);
-    // The hash computed here against where the sockets are.
-    const routing = { predicted: perSlot(placed, gw.instances), measured: await socketsPerInstance(gw.cl) };
-    const groups = gw.groups();
-    const run = async (args) => {
-      const warmupMs = Math.min(1000, G.trafficMs / 2);
-      const cpu = (async () => {
-        await sleep(warmupMs);
-        const a = readGroups(groups);
-        await sleep(G.trafficMs);
-        return cpuSince(a, groups);
-      })();
-      const share = args.rate === undefined ? {} : { rate: args.rate / n };
-      const results = await pool.all('traffic', { ms: G.trafficMs, warmupMs, ...args, ...share });
-      const serverCpu = await cpu;
-      const drainMs = await quiesce(pool);
-      const received = sum(results, (r) => r.received);
-      const seconds = results[0].seconds;
-      const cpuSeconds = sum(Object.values(serverCpu), (v) => v);
-      return {
-        rate: Math.round(received / seconds),
-        perCpuSecond: Math.round(received / Math.max(cpuSeconds, 0.01)),
-        cpuShare: Object.fromEntries(Object.entries(serverCpu).map(([k, v]) => [k, v / seconds])),
-        generatorCpuShare: sum(results, (r) => r.cpuMs) / 1000 / seconds,
-        latencyMs: percentiles(results.map((r) => r.histogram)),
-        drainMs,
-        errorFrames: mergeCounts(results.map((r) => r.errorCodes)),
+  return withPool(
+    gw,
+    P.trafficWorkers,
+    G.addressesPerWorker,
+    async (pool) => {
+      const n = pool.workers.length;
+      const conn = await pool.all('connect', (i) => ({ count: 2 * per(G.pairs, n)[i], concurrency: 32 }));
+      await pool.all('find', { tagged: true, timeoutMs: 30_000 });
+      const placed = await pool.all('pairs');
+      const pairs = checkPairs(placed);
+      await sleep(300);
+      // The hash computed here against where the sockets are.
+      const routing = { predicted: perSlot(placed, gw.instances), measured: await socketsPerInstance(gw.cl) };
+      const groups = gw.groups();
+      const run = async (args) => {
+        const warmupMs = Math.min(1000, G.trafficMs / 2);
+        const cpu = (async () => {
+          await sleep(warmupMs);
+          const a = readGroups(groups);
+          await sleep(G.trafficMs);
+          return cpuSince(a, groups);
+        })();
+        const share = args.rate === undefined ? {} : { rate: args.rate / n };
+        const results = await pool.all('traffic', { ms: G.trafficMs, warmupMs, ...args, ...share });
+        const serverCpu = await cpu;
+        const drainMs = await quiesce(pool);
+        const received = sum(results, (r) => r.received);
+        const seconds = results[0].seconds;
+        const cpuSeconds = sum(Object.values(serverCpu), (v) => v);
+        return {
+          rate: Math.round(received / seconds),
+          perCpuSecond: Math.round(received / Math.max(cpuSeconds, 0.01)),
+          cpuShare: Object.fromEntries(Object.entries(serverCpu).map(([k, v]) => [k, v / seconds])),
+          generatorCpuShare: sum(results, (r) => r.cpuMs) / 1000 / seconds,
+          latencyMs: percentiles(results.map((r) => r.histogram)),
+          drainMs,
+          errorFrames: mergeCounts(results.map((r) => r.errorCodes)),
+        };
       };
-    };
-    const closed = await run({ size: 64, window: 16 });
-    const fixed = { offered: P.fixedRate, ...(await run({ size: 64, rate: P.fixedRate })) };
-    const light = { offered: G.lightRate, ...(await run({ size: 64, rate: G.lightRate })) };
-    await pool.all('close', { code: 1000 });
-    console.log(
-      `  traffic: 64 B closed loop ${closed.rate} msg/s, ${closed.perCpuSecond} per CPU-s (nginx + relays + Redis); ` +
-        `p99 at ${P.fixedRate} msg/s = ${fixed.latencyMs.p99} ms, at ${G.lightRate} msg/s = ${light.latencyMs.p99} ms; ` +
-        `${pairs.crossInstance}/${pairs.chats} pairs cross-instance; sockets per instance predicted ` +
-        `${routing.predicted.join('/')}, measured ${routing.measured.join('/')}`,
-    );
-    return { clients: sum(conn, (x) => x.connected), pairs, routing, closed, fixed, light };
-  });
+      const closed = await run({ size: 64, window: 16 });
+      const fixed = { offered: P.fixedRate, ...(await run({ size: 64, rate: P.fixedRate })) };
+      const light = { offered: G.lightRate, ...(await run({ size: 64, rate: G.lightRate })) };
+      await pool.all('close', { code: 1000 });
+      console.log(
+        `  traffic: 64 B closed loop ${closed.rate} msg/s, ${closed.perCpuSecond} per CPU-s (nginx + relays + Redis); ` +
+          `p99 at ${P.fixedRate} msg/s = ${fixed.latencyMs.p99} ms, at ${G.lightRate} msg/s = ${light.latencyMs.p99} ms; ` +
+          `${pairs.crossInstance}/${pairs.chats} pairs cross-instance; sockets per instance predicted ` +
+          `${routing.predicted.join('/')}, measured ${routing.measured.join('/')}`,
+      );
+      return { clients: sum(conn, (x) => x.connected), pairs, routing, closed, fixed, light };
+    },
+    true,
+  );
 }
 
 /** Resume storm through nginx: every client stops reading, gets 5 messages, drops at once and resumes at once. */
 async function storm(gw, G) {
-  return withPool(gw, G.workers, G.addressesPerWorker, async (pool) => {
-    const conn = await pool.all('connect', (i) => ({
-      count: 2 * per(Math.floor(G.storm / 2), G.workers)[i],
-      concurrency: G.concurrency,
-    }));
-    const clients = sum(conn, (r) => r.connected);
-    await pool.all('find', { tagged: true, timeoutMs: 60_000 });
-    await pool.all('stormDeafen');
-    const dropped = await pool.all('stormDrop', { messages: 5 });
-    await sleep(500);
-    const groups = gw.groups();
-    const cpu0 = readGroups(groups);
-    const res = await pool.all('stormResume', { messages: 5, concurrency: G.stormConcurrency });
-    const cpu = cpuSince(cpu0, groups);
-    const resumed = sum(res, (r) => r.resumed);
-    const ms = Math.max(...res.map((r) => r.ms));
-    await pool.all('close', { code: 1000 });
-    console.log(`  resume storm: ${resumed}/${clients} resumed with their messages in ${Math.round(ms)} ms`);
-    return {
-      clients,
-      resumed,
-      ms: Math.round(ms),
-      resumeErrors: sum(res, (r) => r.errors) - sum(conn, (r) => r.errors),
-      confirmMs: Math.round(Math.max(...dropped.map((r) => r.confirmMs))),
-      unconfirmed: sum(dropped, (r) => r.unconfirmed),
-      cpuShare: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / (ms / 1000)])),
-    };
-  });
+  return withPool(
+    gw,
+    G.workers,
+    G.addressesPerWorker,
+    async (pool) => {
+      const conn = await pool.all('connect', (i) => ({
+        count: 2 * per(Math.floor(G.storm / 2), G.workers)[i],
+        concurrency: G.concurrency,
+      }));
+      const clients = sum(conn, (r) => r.connected);
+      await pool.all('find', { tagged: true, timeoutMs: 60_000 });
+      await pool.all('stormDeafen');
+      const dropped = await pool.all('stormDrop', { messages: 5 });
+      await sleep(500);
+      const groups = gw.groups();
+      const cpu0 = readGroups(groups);
+      const res = await pool.all('stormResume', { messages: 5, concurrency: G.stormConcurrency });
+      const cpu = cpuSince(cpu0, groups);
+      const resumed = sum(res, (r) => r.resumed);
+      const ms = Math.max(...res.map((r) => r.ms));
+      await pool.all('close', { code: 1000 });
+      console.log(`  resume storm: ${resumed}/${clients} resumed with their messages in ${Math.round(ms)} ms`);
+      return {
+        clients,
+        resumed,
+        ms: Math.round(ms),
+        resumeErrors: sum(res, (r) => r.errors) - sum(conn, (r) => r.errors),
+        confirmMs: Math.round(Math.max(...dropped.map((r) => r.confirmMs))),
+        unconfirmed: sum(dropped, (r) => r.unconfirmed),
+        cpuShare: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / (ms / 1000)])),
+      };
+    },
+    true,
+  );
 }
 
 /**
@@ -422,63 +442,91 @@ async function storm(gw, G) {
  * next instance on its ring; once it is back, new sockets with its keys go to it again.
  */
 async function rolling(gw, G, P) {
-  return withPool(gw, P.trafficWorkers, G.addressesPerWorker, async (pool) => {
-    const n = pool.workers.length;
-    const chat = (op, args = {}) =>
-      pool.all('chatters', (i) => ({ op, ...(typeof args === 'function' ? args(i) : args) }));
-    await chat('setUrls', {
-      urls: [gw.url],
-      drainJitterMs: Math.round(G.drainGraceMs / 2),
-      dropJitterMs: 100,
-      connectWhileOpen: process.env.BENCH_CLOSE_FIRST !== '1',
-    });
-    const opened = await chat('open', (i) => ({ count: 2 * per(G.chatPairs, n)[i] }));
-    await chat('pair', { timeoutMs: 30_000 });
-    await chat('run', { rate: G.chatRate / n });
-    await sleep(G.steadyMs);
-    const rounds = [];
-    for (let i = 0; i < Math.min(G.rollInstances ?? 3, gw.cl.instances.length); i++) {
-      const old = gw.cl.instances[i];
-      const before = await socketsPerInstance(gw.cl);
-      const t0 = Date.now();
-      old.process.kill('SIGTERM');
-      await old.exited;
-      const drainMs = Date.now() - t0;
-      const t1 = Date.now();
-      await gw.cl.restartInstance(i);
-      const startMs = Date.now() - t1;
-      rounds.push({
-        stopped: old.id,
-        exit: old.process.exitCode ?? old.process.signalCode,
-        drainMs,
-        startMs,
-        socketsBefore: before,
+  return withPool(
+    gw,
+    P.trafficWorkers,
+    G.addressesPerWorker,
+    async (pool) => {
+      const n = pool.workers.length;
+      const chat = (op, args = {}) =>
+        pool.all('chatters', (i) => ({ op, ...(typeof args === 'function' ? args(i) : args) }));
+      await chat('setUrls', {
+        urls: [gw.url],
+        drainJitterMs: Math.round(G.drainGraceMs / 2),
+        dropJitterMs: 100,
+        connectWhileOpen: process.env.BENCH_CLOSE_FIRST !== '1',
       });
+      const opened = await chat('open', (i) => ({ count: 2 * per(G.chatPairs, n)[i] }));
+      await chat('pair', { timeoutMs: 30_000 });
+      await chat('run', { rate: G.chatRate / n });
+      await sleep(G.steadyMs);
+      const rounds = [];
+      for (let i = 0; i < Math.min(G.rollInstances ?? 3, gw.cl.instances.length); i++) {
+        const old = gw.cl.instances[i];
+        const before = await socketsPerInstance(gw.cl);
+        const t0 = Date.now();
+        old.process.kill('SIGTERM');
+        await old.exited;
+        const drainMs = Date.now() - t0;
+        const t1 = Date.now();
+        await restart(gw.cl, i);
+        const startMs = Date.now() - t1;
+        rounds.push({
+          stopped: old.id,
+          exit: old.process.exitCode ?? old.process.signalCode,
+          drainMs,
+          startMs,
+          socketsBefore: before,
+        });
+        console.log(
+          `  rolling restart: ${old.id} drained and exited (${old.process.exitCode}) in ${drainMs} ms, ` +
+            `back on its port after ${startMs} ms`,
+        );
+        // nginx took the instance out for fail_timeout (5 s) when it refused or was gone: the next one is stopped
+        // only once it is back in rotation (as an operator would wait), else nginx may have none left for some keys.
+        await sleep(Math.max(G.steadyMs, NGINX_FAIL_TIMEOUT_MS + 1000));
+      }
+      const afterAll = await socketsPerInstance(gw.cl);
+      const result = {
+        pairs: G.chatPairs,
+        rate: G.chatRate,
+        connectErrors: sum(opened, (r) => r.failed),
+        rounds,
+        socketsAfter: afterAll,
+        // A client refused by nginx (no instance in rotation) retries with backoff; nothing new for 8 s is the end.
+        ...verify(await settle(chat, NGINX_FAIL_TIMEOUT_MS + 3000), 'gateway-rolling'),
+      };
+      await chat('close');
       console.log(
-        `  rolling restart: ${old.id} drained and exited (${old.process.exitCode}) in ${drainMs} ms, ` +
-          `back on its port after ${startMs} ms`,
+        `  rolling restart: ${result.sent} sent, ${result.lost} lost, ${result.duplicated} duplicated, ` +
+          `${result.outOfOrder} out of order, ${result.reconnects} reconnects`,
       );
-      // nginx took the instance out for fail_timeout (5 s) when it refused or was gone: the next one is stopped
-      // only once it is back in rotation (as an operator would wait), else nginx may have none left for some keys.
-      await sleep(Math.max(G.steadyMs, NGINX_FAIL_TIMEOUT_MS + 1000));
+      return result;
+    },
+    true,
+  );
+}
+
+/**
+ * startLocalCluster's restartInstance, given longer: it gives a new instance 15 s to be ready (Redis connected),
+ * which a busy machine has overrun; the process keeps starting, and this waits up to a minute for its /readyz.
+ */
+async function restart(cl, i) {
+  try {
+    await cl.restartInstance(i);
+  } catch (err) {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const instance = cl.instances[i];
+      if (instance.process.exitCode !== null) throw err;
+      try {
+        const res = await fetch(`${instance.http}/readyz`, { signal: AbortSignal.timeout(1000) });
+        if (res.status === 200 && (await res.json()).broker === 'up') return;
+      } catch {}
+      if (Date.now() > deadline) throw err;
+      await sleep(200);
     }
-    const afterAll = await socketsPerInstance(gw.cl);
-    const result = {
-      pairs: G.chatPairs,
-      rate: G.chatRate,
-      connectErrors: sum(opened, (r) => r.failed),
-      rounds,
-      socketsAfter: afterAll,
-      // A client refused by nginx (no instance in rotation) retries with backoff; nothing new for 8 s is the end.
-      ...verify(await settle(chat, NGINX_FAIL_TIMEOUT_MS + 3000), 'gateway-rolling'),
-    };
-    await chat('close');
-    console.log(
-      `  rolling restart: ${result.sent} sent, ${result.lost} lost, ${result.duplicated} duplicated, ` +
-        `${result.outOfOrder} out of order, ${result.reconnects} reconnects`,
-    );
-    return result;
-  });
+  }
 }
 
 /** The whole gateway bench; `G` is the profile's `gateway` part. */

@@ -4,7 +4,7 @@
 // latency read from a monotonic timestamp in the body (process.hrtime is the
 // same clock in every process on the machine). It reports its own CPU time.
 import hdr from 'hdr-histogram-js';
-import { consistentHash } from './chash.mjs';
+import { consistentHash, routeKey } from './chash.mjs';
 import { trustCa } from './raw-ws.mjs';
 import { openSocket } from './transport.mjs';
 
@@ -26,7 +26,13 @@ class Client {
     if (worker.routeSlot) {
       // Through the gateway: one URL, and each client its own routing key (as each tab of the page has);
       // `slot` is the instance nginx's consistent hash sends that key to.
-      const key = `${worker.routePrefix}w${worker.index}n${n}`;
+      const key = routeKey(
+        worker.routeSlot,
+        `${worker.routePrefix}w${worker.index}n${n}`,
+        n,
+        worker.upstreamCount,
+        worker.balancedRoutes,
+      );
       this.url = `${url}?route=${key}`;
       this.slot = worker.routeSlot(key);
     } else {
@@ -434,7 +440,10 @@ process.on('message', async ({ id, cmd, args }) => {
       worker.localAddresses ??= [worker.localAddress];
       // The gateway bench: trust the run's CA, and give each client a routing key (see Client).
       if (ca) trustCa(ca);
-      if (upstreams) worker.routeSlot = consistentHash(upstreams);
+      if (upstreams) {
+        worker.routeSlot = consistentHash(upstreams);
+        worker.upstreamCount = upstreams.length;
+      }
       return process.send({ id, result: {} });
     }
     const result = await worker[cmd](args);
