@@ -23,7 +23,8 @@
 // open sockets (/metrics) checks the prediction.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startLocalCluster } from '../../dist/deploy/cluster.js';
 import { checkPairs, contention, mergeCounts, settle, verify } from './cluster.mjs';
 import { RELAYS } from './proc.mjs';
@@ -164,12 +165,19 @@ async function startGateway(G, instances, firstPort, log) {
   });
   // startLocalCluster does not say Redis's pid: it is the redis-server among this process's children.
   const redisPid = childrenOf(process.pid).find((pid) => stat(pid).comm === 'redis-server');
-  const nginxWorkers = childrenOf(cl.nginxPid);
+  // nginx's workers (new ones after a reload); every one seen is remembered for the exit hook.
+  const seen = new Set();
+  const nginxWorkers = () => {
+    const pids = childrenOf(cl.nginxPid);
+    for (const pid of pids) seen.add(pid);
+    return pids;
+  };
+  nginxWorkers();
   // startLocalCluster's exit hook SIGKILLs nginx's master only; its workers would live on, holding the port.
   const killWorkers = () => {
-    for (const pid of nginxWorkers) {
+    for (const pid of seen) {
       try {
-        process.kill(pid, 'SIGKILL');
+        if (stat(pid).comm === 'nginx') process.kill(pid, 'SIGKILL');
       } catch {}
     }
   };
@@ -188,7 +196,7 @@ async function startGateway(G, instances, firstPort, log) {
     nginxWorkers,
     /** nginx (master and workers), each instance (its current process) and Redis. */
     groups: () => [
-      { name: 'nginx', pids: [cl.nginxPid, ...nginxWorkers] },
+      { name: 'nginx', pids: [cl.nginxPid, ...nginxWorkers()] },
       ...cl.instances.map((i) => ({ name: i.id, pids: [i.process.pid] })),
       { name: 'redis', pids: redisPid ? [redisPid] : [] },
     ],
@@ -242,7 +250,7 @@ async function connections(gw, G, steps, holdMs, label) {
     const out = {
       label,
       instances: gw.instances,
-      nginxWorkers: gw.nginxWorkers.length,
+      nginxWorkers: gw.nginxWorkers().length,
       generators: G.workers,
       sourceAddresses: G.workers * G.addressesPerWorker,
       base,
@@ -270,7 +278,8 @@ async function connections(gw, G, steps, holdMs, label) {
       const pairCpu = cpuSince(cpu1, groups);
       const before = have;
       have = sum(conn, (r) => r.connected);
-      const stepErrors = sum(conn, (r) => r.errors) - errors;
+      // Asked for, not connected (the worker's `errors` also counts error frames, such as a refused `find`).
+      const stepErrors = 2 * Math.floor(add / 2) - (have - before);
       errors += stepErrors;
       await sleep(G.settleMs);
       const mem = readGroups(groups, true);
@@ -290,9 +299,10 @@ async function connections(gw, G, steps, holdMs, label) {
         rssBytes: Object.fromEntries(Object.entries(mem).map(([k, v]) => [k, v.rssBytes])),
         nginxPssBytes: mem.nginx.pssBytes,
         perInstance: await socketsPerInstance(gw.cl),
-        nginxWorkerFiles: gw.nginxWorkers.map(openFiles),
+        nginxWorkerFiles: gw.nginxWorkers().map(openFiles),
         errors: stepErrors,
-        lastError: conn.find((r) => r.lastError)?.lastError,
+        lastError: stepErrors > 0 ? conn.find((r) => r.lastError)?.lastError : undefined,
+        errorFrames: mergeCounts(found.map((r) => r.errorCodes)),
         contention: contention(),
       };
       out.steps.push(step);
@@ -322,7 +332,7 @@ async function connections(gw, G, steps, holdMs, label) {
       matched: pairs.chats * 2,
       pairs,
       perInstance,
-      nginxWorkerFiles: gw.nginxWorkers.map(openFiles),
+      nginxWorkerFiles: gw.nginxWorkers().map(openFiles),
       rssBytes: Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v.rssBytes])),
       nginxPssBytes: after.nginx.pssBytes,
       rssPerSessionBytes: perSession,
@@ -441,7 +451,7 @@ async function storm(gw, G) {
  * Clients reconnect through nginx with the same key: while an instance drains or is gone nginx sends them on to the
  * next instance on its ring; once it is back, new sockets with its keys go to it again.
  */
-async function rolling(gw, G, P) {
+async function rolling(gw, G, P, label = 'rolling restart') {
   return withPool(
     gw,
     P.trafficWorkers,
@@ -479,7 +489,7 @@ async function rolling(gw, G, P) {
           socketsBefore: before,
         });
         console.log(
-          `  rolling restart: ${old.id} drained and exited (${old.process.exitCode}) in ${drainMs} ms, ` +
+          `  ${label}: ${old.id} drained and exited (${old.process.exitCode}) in ${drainMs} ms, ` +
             `back on its port after ${startMs} ms`,
         );
         // nginx took the instance out for fail_timeout (5 s) when it refused or was gone: the next one is stopped
@@ -498,13 +508,30 @@ async function rolling(gw, G, P) {
       };
       await chat('close');
       console.log(
-        `  rolling restart: ${result.sent} sent, ${result.lost} lost, ${result.duplicated} duplicated, ` +
+        `  ${label}: ${result.sent} sent, ${result.lost} lost, ${result.duplicated} duplicated, ` +
           `${result.outOfOrder} out of order, ${result.reconnects} reconnects`,
       );
       return result;
     },
     true,
   );
+}
+
+/**
+ * The diagnosis variant: the same gateway with `max_fails=0` on every instance in nginx's upstreams instead of the
+ * template's `max_fails=1 fail_timeout=5s` (the rendered file rewritten, then `nginx -s reload`), so nginx never
+ * takes an instance out of rotation; a refused or failed attempt still goes on to the next instance per request
+ * (`proxy_next_upstream`). Not a configuration of the project: a measurement of what the template's costs.
+ */
+async function withoutPassiveFailures(gw) {
+  const file = join(gw.cl.dir, 'nginx.conf');
+  const text = readFileSync(file, 'utf8');
+  const patched = text.replaceAll(' max_fails=1 fail_timeout=5s;', ' max_fails=0;');
+  if (patched === text) throw new Error(`${file}: no "max_fails=1 fail_timeout=5s" to change`);
+  writeFileSync(file, patched);
+  await gw.cl.reloadNginx();
+  // The old workers finish within worker_shutdown_timeout (5 s); the new ones start with no failure state.
+  await sleep(6000);
 }
 
 /**
@@ -532,6 +559,10 @@ async function restart(cl, i) {
 /** The whole gateway bench; `G` is the profile's `gateway` part. */
 export async function gatewayBench(P, firstPort = GATEWAY_FIRST_PORT) {
   const G = P.gateway;
+  // BENCH_GATEWAY_PHASES=connections,traffic,storm,rolling,variant,three: only those (for working on one; the report
+  // needs them all).
+  const only = process.env.BENCH_GATEWAY_PHASES?.split(',');
+  const want = (phase) => !only || only.includes(phase);
   const log = outputLog();
   const out = {
     instances: G.instances,
@@ -556,35 +587,51 @@ export async function gatewayBench(P, firstPort = GATEWAY_FIRST_PORT) {
   out.redisVersion = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout?.match(/v=(\S+)/)?.[1];
 
   console.log(`gateway: ${G.instances} instances, Redis and nginx (${G.nginxWorkers} workers), TLS on loopback`);
-  const big = await startGateway(G, G.instances, firstPort, log);
-  try {
-    out.connections = await timed('connections', () =>
-      connections(big, G, G.steps, G.holdMs, `${G.instances} instances`),
-    );
-  } finally {
-    await big.stop();
+  if (want('connections')) {
+    const big = await startGateway(G, G.instances, firstPort, log);
+    try {
+      out.connections = await timed('connections', () =>
+        connections(big, G, G.steps, G.holdMs, `${G.instances} instances`),
+      );
+    } finally {
+      await big.stop();
+    }
+    out.contention.push(contention());
   }
-  out.contention.push(contention());
 
   console.log('gateway: 3 instances, Redis and nginx, TLS on loopback');
   const three = await startGateway(G, 3, firstPort + 50, log);
   try {
-    out.traffic = await timed('traffic', () => traffic(three, G, P));
-    out.storm = await timed('resume storm', () => storm(three, G));
-    out.rolling = await timed('rolling restart', () => rolling(three, G, P));
+    if (want('traffic')) out.traffic = await timed('traffic', () => traffic(three, G, P));
+    if (want('storm')) out.storm = await timed('resume storm', () => storm(three, G));
+    if (want('rolling')) out.rolling = await timed('rolling restart', () => rolling(three, G, P));
   } finally {
     await three.stop();
   }
   // A fresh cluster of 3 for the last phase: after a rolling restart nginx keeps a restarted instance out of
   // rotation until a WebSocket it sent there after fail_timeout closes (see the report), which would skew this.
-  console.log("gateway: 3 fresh instances, asked for the connection phase's load");
-  const fresh = await startGateway(G, 3, firstPort + 100, log);
-  try {
-    out.three = await timed('3 instances, connections', () =>
-      connections(fresh, G, [G.threeTarget], G.threeHoldMs, '3 instances'),
-    );
-  } finally {
-    await fresh.stop();
+  if (want('variant')) {
+    console.log('gateway: 3 instances, nginx with max_fails=0 (a diagnosis of the rolling restart, not the template)');
+    const variant = await startGateway(G, 3, firstPort + 150, log);
+    try {
+      await withoutPassiveFailures(variant);
+      out.rollingMaxFails0 = await timed('rolling restart, max_fails=0', () =>
+        rolling(variant, G, P, 'rolling restart, max_fails=0'),
+      );
+    } finally {
+      await variant.stop();
+    }
+  }
+  if (want('three')) {
+    console.log("gateway: 3 fresh instances, asked for the connection phase's load");
+    const fresh = await startGateway(G, 3, firstPort + 100, log);
+    try {
+      out.three = await timed('3 instances, connections', () =>
+        connections(fresh, G, [G.threeTarget], G.threeHoldMs, '3 instances'),
+      );
+    } finally {
+      await fresh.stop();
+    }
   }
   out.contention.push(contention());
   console.log(`  gateway phases (s): ${JSON.stringify(out.phaseSeconds)}`);
@@ -597,23 +644,32 @@ export function gatewayProblems(g) {
   const findings = [];
   if (!g) return { broken, findings };
   const c = g.connections;
-  if (c.connectErrors > 0) broken.push(`gateway connections: ${c.connectErrors} clients failed to connect`);
-  if (c.held.alive === 0) broken.push('gateway connections: no session held');
-  if (c.held.pairs.chats === 0) broken.push('gateway connections: no pair formed');
-  if (!(g.traffic.closed.rate > 0 && g.traffic.fixed.rate > 0)) broken.push('gateway traffic: no message went through');
-  if (g.traffic.routing.predicted.join() !== g.traffic.routing.measured.join())
-    broken.push(
-      `gateway traffic: sockets per instance ${g.traffic.routing.measured.join('/')}, the hash said ` +
-        g.traffic.routing.predicted.join('/'),
-    );
-  if (g.storm.resumed < g.storm.clients)
+  if (c) {
+    if (c.connectErrors > 0) broken.push(`gateway connections: ${c.connectErrors} clients failed to connect`);
+    if (c.held.alive === 0) broken.push('gateway connections: no session held');
+    if (c.held.pairs.chats === 0) broken.push('gateway connections: no pair formed');
+  }
+  const t = g.traffic;
+  if (t) {
+    if (!(t.closed.rate > 0 && t.fixed.rate > 0)) broken.push('gateway traffic: no message went through');
+    if (t.routing.predicted.join() !== t.routing.measured.join())
+      broken.push(
+        `gateway traffic: sockets per instance ${t.routing.measured.join('/')}, the hash said ` +
+          t.routing.predicted.join('/'),
+      );
+  }
+  if (g.storm && g.storm.resumed < g.storm.clients)
     findings.push(`gateway storm: ${g.storm.clients - g.storm.resumed} not resumed`);
   const r = g.rolling;
-  if (r.connectErrors > 0) broken.push(`gateway rolling restart: ${r.connectErrors} clients failed to connect`);
-  if (r.chats === 0 || r.received === 0) broken.push('gateway rolling restart: no chat or no message');
-  if (r.lost > 0 || r.duplicated > 0 || r.outOfOrder > 0)
-    findings.push(`gateway rolling restart: ${r.lost} lost, ${r.duplicated} duplicated, ${r.outOfOrder} out of order`);
-  for (const x of r.rounds)
-    if (x.exit !== 0) broken.push(`gateway rolling restart: ${x.stopped} exited with ${x.exit}`);
+  if (r) {
+    if (r.connectErrors > 0) broken.push(`gateway rolling restart: ${r.connectErrors} clients failed to connect`);
+    if (r.chats === 0 || r.received === 0) broken.push('gateway rolling restart: no chat or no message');
+    if (r.lost > 0 || r.duplicated > 0 || r.outOfOrder > 0)
+      findings.push(
+        `gateway rolling restart: ${r.lost} lost, ${r.duplicated} duplicated, ${r.outOfOrder} out of order`,
+      );
+    for (const x of r.rounds)
+      if (x.exit !== 0) broken.push(`gateway rolling restart: ${x.stopped} exited with ${x.exit}`);
+  }
   return { broken, findings };
 }

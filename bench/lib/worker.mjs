@@ -234,7 +234,7 @@ class Worker {
       }
     });
     for (const c of waiting) c.onMatched = null;
-    return { matched: this.clients.filter((c) => c.matched).length, ms: last - started };
+    return { matched: this.clients.filter((c) => c.matched).length, ms: last - started, errorCodes: this.errorCodes };
   }
 
   /** One tag per pair, the two taken from the two URLs with the most clients left (so they differ while they can). */
