@@ -25,7 +25,10 @@ import { WorkerPool } from './lib/workers.mjs';
 
 const HERE = fileURLToPath(new URL('./', import.meta.url));
 const arg = (name) => process.argv.find((a) => a.startsWith(`--${name}`));
-const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
+// --from=<results.json>: no bench run; the report (and, from a full run, RESULTS.md) written again from that
+// run's figures, with the same kind flags (--cluster, --gateway) as the run had.
+const from = arg('from') ? JSON.parse(readFileSync(arg('from').split('=')[1], 'utf8')) : null;
+const mode = from ? from.mode : arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
 // --targets=ws://a:8080/ws,wss://b/ws drives relays that are already running (several instances, a TLS
 // proxy) instead of starting them here: the generator spreads its clients over the URLs.
 const targets = arg('targets')?.split('=')[1]?.split(',');
@@ -369,7 +372,7 @@ async function storm(name, port) {
   });
 }
 
-const results = {
+const results = from ?? {
   mode,
   date: new Date().toISOString(),
   machine: {
@@ -402,7 +405,7 @@ async function userFacing(name, port) {
 if (relays.length > 0 && !artilleryInstalled())
   console.log('artillery is not installed (npm --prefix bench/artillery install): journey skipped');
 let port = 18080;
-for (const name of relays) {
+for (const name of from ? [] : relays) {
   console.log(`${name}:`);
   // The floor keeps no buffer and speaks no more protocol than these two phases need: no storm, no journey.
   const floor = name === 'floor';
@@ -415,9 +418,9 @@ for (const name of relays) {
 }
 
 // Ports 18080 and up are the relays' above; the cluster's (Redis, then instances) start well clear of them.
-if (withCluster) results.cluster = await clusterBench(P, 18200);
+if (withCluster && !from) results.cluster = await clusterBench(P, 18200);
 // The gateway's clusters take 18600 and up (nginx, Redis, instances): clear of both.
-if (withGateway) results.gateway = await gatewayBench(P);
+if (withGateway && !from) results.gateway = await gatewayBench(P);
 
 const stamp = results.date.replace(/[:.]/g, '-');
 const dir = `${HERE}results/${clusterOnly ? 'cluster-' : gatewayOnly ? 'gateway-' : ''}${mode}-${stamp}/`;
