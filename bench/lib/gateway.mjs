@@ -213,6 +213,9 @@ async function startGateway(G, instances, firstPort, log) {
           routePrefix: `r${randomBytes(3).toString('hex')}`,
           pingEveryMs: 20_000,
           balancedRoutes,
+          // Below Linux's ephemeral range, which nginx needs for its own connections to the instances (and
+          // below the bench's servers' ports, 18080 and up).
+          ports: [1024, 17_000],
         },
       });
       return pool;

@@ -6,7 +6,7 @@
 import hdr from 'hdr-histogram-js';
 import { consistentHash, routeKey } from './chash.mjs';
 import { trustCa } from './raw-ws.mjs';
-import { openSocket } from './transport.mjs';
+import { openSocket, sourcePorts } from './transport.mjs';
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -435,7 +435,8 @@ process.on('message', async ({ id, cmd, args }) => {
   try {
     if (cmd === 'init') {
       worker = new Worker();
-      const { ca, upstreams, ...rest } = args;
+      const { ca, upstreams, ports, ...rest } = args;
+      if (ports) sourcePorts(...ports);
       Object.assign(worker, rest);
       worker.localAddresses ??= [worker.localAddress];
       // The gateway bench: trust the run's CA, and give each client a routing key (see Client).
