@@ -92,8 +92,10 @@ const PROFILES = {
       chatPairs: 10,
       chatRate: 200,
       steadyMs: 500,
-      // One instance restarted, not three: each waits out nginx's fail_timeout (5 s) after its restart.
+      // One instance restarted, not three: each waits out nginx's fail_timeout (5 s) after its restart. And no
+      // second rolling restart with max_fails=0 (the diagnosis): it would double the smoke run's gateway time.
       rollInstances: 1,
+      variant: false,
       drainGraceMs: 1000,
     },
   },
@@ -173,12 +175,13 @@ const PROFILES = {
       afterKillMs: 5000,
     },
     // nginx with TLS in front, as deployed. A process here holds at most 20,000 files: the connection phase
-    // runs 4 instances (each caps itself at 19,744 sockets, so 3 hold fewer than 60,000), nginx 12 workers
-    // (two descriptors per proxied WebSocket, 19,900 connections each; nginx spreads them unevenly) and 6 generator processes (12,500
+    // runs 4 instances (each caps itself at 19,744 sockets, so 3 hold fewer than 60,000), nginx 24 workers
+    // (two descriptors per proxied WebSocket, 19,900 connections each; nginx spreads them unevenly: in one run
+    // a worker of 12 held a fifth of them) and 6 generator processes (12,500
     // sockets each) over 192 source addresses. The rest runs on 3 instances, as deployed.
     gateway: {
       instances: 4,
-      nginxWorkers: 12,
+      nginxWorkers: 24,
       workers: 6,
       addressesPerWorker: 32,
       concurrency: 64,

@@ -613,7 +613,7 @@ export async function gatewayBench(P, firstPort = GATEWAY_FIRST_PORT) {
   }
   // A fresh cluster of 3 for the last phase: after a rolling restart nginx keeps a restarted instance out of
   // rotation until a WebSocket it sent there after fail_timeout closes (see the report), which would skew this.
-  if (want('variant')) {
+  if (want('variant') && G.variant !== false) {
     console.log('gateway: 3 instances, nginx with max_fails=0 (a diagnosis of the rolling restart, not the template)');
     const variant = await startGateway(G, 3, firstPort + 150, log);
     try {

@@ -57,7 +57,12 @@ class Client {
     this.onMatched = null;
   }
 
+  /**
+   * Opens a socket, says hello and resolves on the welcome. Rejects if the socket closes first, or (through the
+   * gateway, where that can happen under load) if no welcome comes within 60 s: a phase never waits forever.
+   */
   async connect(resume) {
+    let lost = null;
     this.socket = await openSocket(
       this.w.transport,
       this.url,
@@ -65,10 +70,22 @@ class Client {
       (text) => this.receive(text),
       () => {
         this.socket = null;
+        lost?.(Object.assign(new Error('closed before the welcome'), { code: 'CLOSED_BEFORE_WELCOME' }));
       },
     );
-    const welcomed = new Promise((resolve) => {
+    let timer;
+    const welcomed = new Promise((resolve, reject) => {
       this.onWelcome = resolve;
+      lost = reject;
+      if (this.w.pingEveryMs)
+        timer = setTimeout(() => {
+          this.socket?.close();
+          reject(Object.assign(new Error('no welcome within 60 s'), { code: 'NO_WELCOME' }));
+        }, 60_000);
+    }).finally(() => {
+      clearTimeout(timer);
+      lost = null;
+      this.onWelcome = null;
     });
     if (this.w.pingEveryMs && !this.pinger) this.keepAlive(this.w.pingEveryMs);
     const hello = { type: 'hello', v: 1 };
@@ -191,6 +208,7 @@ class Worker {
           await c.connect(false);
           this.clients.push(c);
         } catch (err) {
+          clearTimeout(c.pinger);
           this.errors++;
           this.lastError = String(err?.code ?? err?.message ?? err);
         }
