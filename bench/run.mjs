@@ -424,6 +424,19 @@ for (const name of from ? [] : relays) {
 if (withCluster && !from) results.cluster = await clusterBench(P, 18200);
 // The gateway's clusters take 18600 and up (nginx, Redis, instances): clear of both.
 if (withGateway && !from) results.gateway = await gatewayBench(P);
+// --merge=<results.json>, with --from: the figures of a `BENCH_GATEWAY_PHASES=connections-am,three-am` run (the
+// connection phases with nginx's accept_mutex on, a diagnosis) go beside this run's, under their own date.
+if (from && arg('merge')) {
+  const other = JSON.parse(readFileSync(arg('merge').split('=')[1], 'utf8'));
+  results.gateway.acceptMutexRun = {
+    date: other.date,
+    mode: other.mode,
+    contention: other.gateway.contention,
+    phaseSeconds: other.gateway.phaseSeconds,
+    connections: other.gateway.connectionsAcceptMutex,
+    three: other.gateway.threeAcceptMutex,
+  };
+}
 
 const stamp = results.date.replace(/[:.]/g, '-');
 const dir = `${HERE}results/${clusterOnly ? 'cluster-' : gatewayOnly ? 'gateway-' : ''}${mode}-${stamp}/`;

@@ -36,6 +36,10 @@ export const HELD_STRETCH = 75_000;
 export const P99_TARGET_MS = 10;
 export const STORM_TARGET_MS = 5000;
 
+/** How many lines of a phase's output contained `text`. */
+const edgeCount = (g, phase, text) =>
+  (g.edgeLog?.[phase] ?? []).filter((l) => l.line.includes(text)).reduce((a, l) => a + l.count, 0);
+
 /** Lines from nginx and the instances, counted by kind (numbers as N), for the "why" of a miss. */
 function edgeLines(g, phase, max = 4) {
   // Redis's start and stop notices and nginx's note on OCSP stapling (a local CA names no responder) are noise.
@@ -74,7 +78,8 @@ export function gatewaySection(results, charts = './') {
       "(bench/lib/chash.mjs), so both sides of every pair are on different instances; each instance's own socket " +
       `count checked the prediction (${t.routing.predicted.join('/')} predicted, ${t.routing.measured.join('/')} ` +
       'measured in the traffic phase). CPU and memory are read from `/proc` for nginx (master and every worker), ' +
-      'each instance and Redis. ' +
+      "each instance and Redis. Lines quoted below from the instances' logs with a `store` and an ioredis " +
+      "`Timeout` are Redis commands that got no answer within the instance's command timeout. " +
       'One process here may hold at most 20,000 open files, and an instance caps its sockets at 19,744 below that, ' +
       `so 3 instances cannot hold 60,000: the connection phase ran ${c.instances} instances behind nginx with ` +
       `${c.nginxWorkers} workers (each proxied WebSocket is two of a worker's 19,900 connections); everything else ` +
@@ -103,6 +108,14 @@ export function gatewaySection(results, charts = './') {
     met(heldOk && c.held.ms >= 120_000),
   );
   row('the same, stretch', `≥ ${n(HELD_STRETCH)}`, `${n(paired)} paired`, met(stretchOk && c.held.ms >= 120_000));
+  const am0 = g.acceptMutexRun?.connections;
+  if (am0)
+    row(
+      'the same with `accept_mutex on` in nginx (a diagnosis, separate run, see below)',
+      `≥ ${n(HELD_TARGET)} (stretch ${n(HELD_STRETCH)})`,
+      `${n(Math.min(am0.held.alive, am0.held.pairs.chats * 2))} paired, held ${n(am0.held.ms / 1000)} s`,
+      'n/a',
+    );
   row(
     'what 3 instances held when asked for the same',
     `figure (3 × 19,744 = 59,232 at most)`,
@@ -169,8 +182,17 @@ export function gatewaySection(results, charts = './') {
     );
 
   const miss = [];
+  const am = g.acceptMutexRun;
   if (!heldOk || !stretchOk) {
     const failed = c.connectErrors;
+    const failing = c.steps.find((x) => x.errors > 0);
+    const failures = (x) =>
+      Object.entries(x?.failedAfterMs ?? {})
+        .map(
+          ([code, f]) =>
+            `${code} ${n(f.count)} (failing ${n(f.min)} to ${n(f.max)} ms after the connect began, median up to ${n(f.p50)} ms)`,
+        )
+        .join(', ');
     miss.push(
       `**Sessions held:** ${n(paired)} paired and held (${!heldOk ? `short of ${n(HELD_TARGET)}` : `short of the stretch ${n(HELD_STRETCH)}`}); ` +
         `${n(c.held.alive)} sockets alive, ${n(c.held.pairs.unmatched)} clients never matched (error frames during the last step's finds: ` +
@@ -178,7 +200,27 @@ export function gatewaySection(results, charts = './') {
         `${n(failed)} clients failed to connect${c.steps.find((x) => x.lastError) ? ` (last error: \`${c.steps.find((x) => x.lastError).lastError}\`)` : ''}; ` +
         `per instance at the end: ${c.held.perInstance.map(n).join(' / ')}; open files per nginx worker at most ` +
         `${n(Math.max(...c.held.nginxWorkerFiles))} of 20,000. What nginx and the instances printed meanwhile: ` +
-        `${edgeLines(g, 'connections')}.`,
+        `${edgeLines(g, 'connections')}.` +
+        (failing
+          ? ` The first step with failures (to ${n(failing.target)}${failures(failing) ? `: ${failures(failing)}` : ''}): its setup rate fell to ` +
+            `${n(failing.setupPerSec)}/s, and nginx's ${n(failing.nginxWorkerFiles.length)} workers held ` +
+            `${failing.nginxWorkerFiles.map(n).join(', ')} files, the busiest ${pct(Math.max(...failing.nginxWorkerFiles) / failing.nginxWorkerFiles.reduce((a, b) => a + b, 0))} of all: ` +
+            'the template leaves `accept_mutex` off, so the kernel gives each new connection to whichever worker ' +
+            'it wakes, and the spread is far from even; a worker can hold 19,900 connections (two per WebSocket) ' +
+            'under the 20,000-file limit. ' +
+            (edgeCount(g, 'connections', 'worker_connections are not enough') > 0
+              ? `nginx printed "worker_connections are not enough, reusing connections" ` +
+                `${n(edgeCount(g, 'connections', 'worker_connections are not enough'))} times: its busiest workers ran ` +
+                'out of connections and closed others to make room (the resets), while most workers held a few hundred.'
+              : 'Nothing nginx printed at warn or above names a refused connection, so which limit reset these ' +
+                "sockets (a worker out of connections or files, or a TLS handshake past nginx's 10 s " +
+                '`client_header_timeout` on a machine this busy) is not shown by this run alone.') +
+            (am
+              ? ` A separate run with \`accept_mutex on\` (below) held ${n(Math.min(am.connections.held.alive, am.connections.held.pairs.chats * 2))} paired sessions, ` +
+                `its busiest nginx worker at ${n(Math.max(...am.connections.held.nginxWorkerFiles))} files; failures there: ` +
+                `${failures(am.connections.steps.find((x) => x.errors > 0)) || 'none'}.`
+              : '')
+          : ''),
     );
   }
   if (!p99Ok) {
@@ -304,13 +346,22 @@ export function gatewaySection(results, charts = './') {
     '',
     `![setup rate](${charts}gateway-setup.svg) ![memory](${charts}gateway-rss.svg) ![cpu per setup](${charts}gateway-cpu.svg)`,
     '',
+    ...(am ? acceptMutexSection(am) : []),
     '### Three instances asked for the same',
     '',
     `${n(three.steps[0]?.target)} sessions asked of 3 fresh instances (one step, ${n(three.steps[0]?.setupPerSec)}/s), held ` +
       `${n(three.held.ms / 1000)} s: ${n(three.held.alive)} held, ${three.held.perInstance.map(n).join(' / ')} per ` +
       `instance, ${n(three.connectErrors)} refused. An instance past its cap answers 503, and nginx tries the next on ` +
-      `its ring (\`proxy_next_upstream ... http_503\`, up to 3 tries). What nginx and the instances printed: ` +
-      `${edgeLines(g, '3 instances, connections')}.`,
+      `its ring (\`proxy_next_upstream ... http_503\`, up to 3 tries). ` +
+      (Math.max(...three.held.perInstance) < 19_744 && three.connectErrors > 0
+        ? `No instance reached its cap: nginx refused ${n(edgeCount(g, '3 instances, connections', 'no live upstreams'))} ` +
+          'upgrades with "no live upstreams" (502) after it had marked instances failed ' +
+          `(${n(edgeCount(g, '3 instances, connections', 'upstream timed out'))} connects to an instance past ` +
+          "nginx's 2 s `proxy_connect_timeout` on a machine this busy; with `max_fails=1`, the same way out of " +
+          'rotation as in the rolling restart, and back only as slowly). '
+        : '') +
+      `Pairs formed: ${n(three.held.pairs.chats)} (error frames during the finds: ${tally(three.steps[0]?.errorFrames)}). ` +
+      `What nginx and the instances printed: ${edgeLines(g, '3 instances, connections')}.`,
     '',
     '### Messages through TLS, three instances',
     '',
@@ -405,6 +456,40 @@ export function gatewaySection(results, charts = './') {
     GATEWAY_END,
   );
   return `${lines.join('\n')}\n`;
+}
+
+/** The connection phases again with `accept_mutex on` in nginx, from a separate run merged into this one's results. */
+function acceptMutexSection(am) {
+  const c = am.connections;
+  const three = am.three;
+  const out = [
+    '### The connection phases with `accept_mutex on` in nginx (a diagnosis, separate run)',
+    '',
+    `From a run on ${am.date} (\`BENCH_GATEWAY_PHASES=connections-am,three-am\`): the same phases on fresh clusters ` +
+      'whose rendered nginx.conf got `accept_mutex on` in its events block, then a reload; nothing else differs. ' +
+      `Contention in that run: load average ${(am.contention ?? []).map((x) => x.loadAverage.toFixed(1)).join(' / ')}, ` +
+      `CPU pressure ${(am.contention ?? []).map((x) => `${x.cpuPressure?.toFixed(1)}%`).join(' / ')}.`,
+    '',
+    '| sessions | setup/s | nginx worker files (max) | failed | sockets per instance |',
+    '| --- | --- | --- | --- | --- |',
+    ...c.steps.map(
+      (x) =>
+        `| ${n(x.sessions)} | ${n(x.setupPerSec)} | ${n(Math.max(...x.nginxWorkerFiles))} | ${n(x.errors)} | ${x.perInstance.map(n).join(' / ')} |`,
+    ),
+    '',
+    `Held: ${n(c.held.alive)} for ${n(c.held.ms / 1000)} s, ${n(c.held.pairs.chats)} pairs; RSS per session nginx ` +
+      `${n(c.held.rssPerSessionBytes.nginx)} B, ` +
+      relaysOf(c.held.rssPerSessionBytes)
+        .map((k) => `${k} ${n(c.held.rssPerSessionBytes[k])} B`)
+        .join(', ') +
+      `, Redis ${n(c.held.rssPerSessionBytes.redis)} B; open files per nginx worker ${c.held.nginxWorkerFiles.map(n).join(', ')}.` +
+      (three
+        ? ` Three fresh instances asked for ${n(three.steps[0]?.target)}: ${n(three.held.alive)} held ` +
+          `(${three.held.perInstance.map(n).join(' / ')} per instance, ${n(three.connectErrors)} refused).`
+        : ''),
+    '',
+  ];
+  return out;
 }
 
 /** SVGs for the connection phase: setup rate, RSS by process, and CPU per setup, against sessions. */

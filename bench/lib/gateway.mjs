@@ -233,6 +233,23 @@ async function withPool(gw, workers, addressesPerWorker, fn, balanced = false) {
   }
 }
 
+function mergeFailures(list) {
+  const out = {};
+  for (const f of list)
+    for (const [code, x] of Object.entries(f)) {
+      const o = out[code];
+      out[code] = o
+        ? {
+            count: o.count + x.count,
+            min: Math.min(o.min, x.min),
+            p50: Math.max(o.p50, x.p50),
+            max: Math.max(o.max, x.max),
+          }
+        : { ...x };
+    }
+  return out;
+}
+
 const perSlot = (pairsResults, n) => {
   const counts = Array(n).fill(0);
   for (const r of pairsResults) for (const s of r.slots) counts[s]++;
@@ -305,6 +322,8 @@ async function connections(gw, G, steps, holdMs, label) {
         nginxWorkerFiles: gw.nginxWorkers().map(openFiles),
         errors: stepErrors,
         lastError: stepErrors > 0 ? conn.find((r) => r.lastError)?.lastError : undefined,
+        // Per error code: how many, and how long after its start a failed connect failed (ms), over all workers.
+        failedAfterMs: mergeFailures(conn.map((r) => r.failedAfterMs ?? {})),
         errorFrames: mergeCounts(found.map((r) => r.errorCodes)),
         contention: contention(),
       };
@@ -538,6 +557,23 @@ async function withoutPassiveFailures(gw) {
 }
 
 /**
+ * Another diagnosis: `accept_mutex on` in nginx's events block (the rendered file rewritten, then reloaded). The
+ * template leaves it off, and then the kernel hands new connections to whichever worker it wakes, which on this
+ * machine put a fifth of them on one worker of 12 and ran it out of its 19,900 connections; with the mutex, a
+ * worker more than 7/8 full stops taking new ones. Run only when BENCH_GATEWAY_PHASES names `connections-am` or
+ * `three-am`: not a configuration of the project, and it doubles the long phases.
+ */
+async function withAcceptMutex(gw) {
+  const file = join(gw.cl.dir, 'nginx.conf');
+  const text = readFileSync(file, 'utf8');
+  const patched = text.replace(/events \{\n/, 'events {\n    accept_mutex on;\n');
+  if (patched === text) throw new Error(`${file}: no events block`);
+  writeFileSync(file, patched);
+  await gw.cl.reloadNginx();
+  await sleep(6000);
+}
+
+/**
  * startLocalCluster's restartInstance, given longer: it gives a new instance 15 s to be ready (Redis connected),
  * which a busy machine has overrun; the process keeps starting, and this waits up to a minute for its /readyz.
  */
@@ -563,7 +599,7 @@ async function restart(cl, i) {
 export async function gatewayBench(P, firstPort = GATEWAY_FIRST_PORT) {
   const G = P.gateway;
   // BENCH_GATEWAY_PHASES=connections,traffic,storm,rolling,variant,three: only those (for working on one; the report
-  // needs them all).
+  // needs them all); connections-am and three-am run only when named (withAcceptMutex).
   const only = process.env.BENCH_GATEWAY_PHASES?.split(',');
   const want = (phase) => !only || only.includes(phase);
   const log = outputLog();
@@ -624,6 +660,30 @@ export async function gatewayBench(P, firstPort = GATEWAY_FIRST_PORT) {
     } finally {
       await variant.stop();
     }
+  }
+  if (only?.includes('connections-am')) {
+    const big = await startGateway(G, G.instances, firstPort, log);
+    try {
+      await withAcceptMutex(big);
+      out.connectionsAcceptMutex = await timed('connections, accept_mutex on', () =>
+        connections(big, G, G.steps, G.holdMs, `${G.instances} instances, accept_mutex on`),
+      );
+    } finally {
+      await big.stop();
+    }
+    out.contention.push(contention());
+  }
+  if (only?.includes('three-am')) {
+    const fresh = await startGateway(G, 3, firstPort + 100, log);
+    try {
+      await withAcceptMutex(fresh);
+      out.threeAcceptMutex = await timed('3 instances, connections, accept_mutex on', () =>
+        connections(fresh, G, [G.threeTarget], G.threeHoldMs, '3 instances, accept_mutex on'),
+      );
+    } finally {
+      await fresh.stop();
+    }
+    out.contention.push(contention());
   }
   if (want('three')) {
     console.log("gateway: 3 fresh instances, asked for the connection phase's load");

@@ -197,6 +197,7 @@ class Worker {
 
   async connect({ count, concurrency }) {
     const started = now();
+    const failed = {};
     await inParallel(
       Array.from({ length: count }, () => {
         const n = this.created++;
@@ -204,6 +205,7 @@ class Worker {
       }),
       concurrency,
       async (c) => {
+        const t = now();
         try {
           await c.connect(false);
           this.clients.push(c);
@@ -211,10 +213,19 @@ class Worker {
           clearTimeout(c.pinger);
           this.errors++;
           this.lastError = String(err?.code ?? err?.message ?? err);
+          // How long a failed connect took, by error: a server's timeout shows as a fixed delay.
+          (failed[this.lastError] ??= []).push(now() - t);
         }
       },
     );
-    return { connected: this.clients.length, ms: now() - started };
+    const failedAfterMs = Object.fromEntries(
+      Object.entries(failed).map(([code, list]) => {
+        list.sort((a, b) => a - b);
+        const q = (p) => Math.round(list[Math.min(list.length - 1, Math.floor(p * list.length))]);
+        return [code, { count: list.length, min: q(0), p50: q(0.5), max: q(1) }];
+      }),
+    );
+    return { connected: this.clients.length, ms: now() - started, failedAfterMs };
   }
 
   /**
