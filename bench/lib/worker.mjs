@@ -214,7 +214,8 @@ class Worker {
           this.errors++;
           this.lastError = String(err?.code ?? err?.message ?? err);
           // How long a failed connect took, by error: a server's timeout shows as a fixed delay.
-          (failed[this.lastError] ??= []).push(now() - t);
+          failed[this.lastError] ??= [];
+          failed[this.lastError].push(now() - t);
         }
       },
     );
