@@ -1,17 +1,21 @@
 #!/usr/bin/env node
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio,floor] [-- --cluster]`
+// `npm run bench [-- --quick | --smoke] [-- --relays=ours,ws,socketio,floor] [-- --cluster] [-- --gateway]`
 // Runs the same generator against our relay, the two reference peers and the
 // floor (a bare uWebSockets.js relay doing the least work the generator accepts),
 // one relay at a time on this machine's loopback, and writes results/<stamp>/
 // (results.json, report.md, *.svg). A full run also refreshes bench/RESULTS.md.
 // --cluster runs the cluster bench instead (lib/cluster.mjs: three instances and
 // one Redis, against one instance in the same run); a full one refreshes the
-// cluster section of bench/RESULTS.md. --smoke runs both, with tiny counts.
+// cluster section of bench/RESULTS.md. --gateway runs the gateway bench (lib/gateway.mjs: nginx with TLS in
+// front of the instances and Redis, as deployed, through wss://; --instances=N for its connection phase); a
+// full one refreshes the gateway section. --smoke runs all three, with tiny counts.
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { clusterBench, clusterProblems } from './lib/cluster.mjs';
 import { CLUSTER_END, CLUSTER_START, clusterReport, clusterSection } from './lib/cluster-report.mjs';
+import { gatewayBench, gatewayProblems } from './lib/gateway.mjs';
+import { GATEWAY_END, GATEWAY_START, gatewayCharts, gatewayReport, gatewaySection } from './lib/gateway-report.mjs';
 import { httpBench } from './lib/http.mjs';
 import { artilleryInstalled, journey } from './lib/journey.mjs';
 import { externalRelay, startRelay } from './lib/proc.mjs';
@@ -21,18 +25,25 @@ import { WorkerPool } from './lib/workers.mjs';
 
 const HERE = fileURLToPath(new URL('./', import.meta.url));
 const arg = (name) => process.argv.find((a) => a.startsWith(`--${name}`));
-const mode = arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
+// --from=<results.json>: no bench run; the report (and, from a full run, RESULTS.md) written again from that
+// run's figures, with the same kind flags (--cluster, --gateway) as the run had.
+const from = arg('from') ? JSON.parse(readFileSync(arg('from').split('=')[1], 'utf8')) : null;
+const mode = from ? from.mode : arg('smoke') ? 'smoke' : arg('quick') ? 'quick' : 'full';
 // --targets=ws://a:8080/ws,wss://b/ws drives relays that are already running (several instances, a TLS
 // proxy) instead of starting them here: the generator spreads its clients over the URLs.
 const targets = arg('targets')?.split('=')[1]?.split(',');
 const clusterOnly = Boolean(arg('cluster'));
-const relays = clusterOnly
-  ? []
-  : targets
-    ? ['target']
-    : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
+const gatewayOnly = Boolean(arg('gateway'));
+const relays =
+  clusterOnly || gatewayOnly
+    ? []
+    : targets
+      ? ['target']
+      : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
 // The cluster bench runs with --cluster, and in the smoke run (so CI covers it), not with --targets.
-const withCluster = clusterOnly || (mode === 'smoke' && !targets && !arg('relays'));
+const withCluster = clusterOnly || (mode === 'smoke' && !gatewayOnly && !targets && !arg('relays'));
+// The gateway bench likewise: with --gateway, and in the smoke run.
+const withGateway = gatewayOnly || (mode === 'smoke' && !clusterOnly && !targets && !arg('relays'));
 const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
 
 // Every run is bounded in count and time; the full profile is what RESULTS.md shows.
@@ -62,6 +73,31 @@ const PROFILES = {
       recoveryTimeoutMs: 20_000,
       afterKillMs: 500,
     },
+    gateway: {
+      instances: 4,
+      nginxWorkers: 2,
+      workers: 2,
+      addressesPerWorker: 4,
+      concurrency: 32,
+      steps: [400],
+      holdMs: 1000,
+      settleMs: 300,
+      threeTarget: 400,
+      threeHoldMs: 500,
+      pairs: 10,
+      trafficMs: 1000,
+      lightRate: 100,
+      storm: 200,
+      stormConcurrency: 64,
+      chatPairs: 10,
+      chatRate: 200,
+      steadyMs: 500,
+      // One instance restarted, not three: each waits out nginx's fail_timeout (5 s) after its restart. And no
+      // second rolling restart with max_fails=0 (the diagnosis): it would double the smoke run's gateway time.
+      rollInstances: 1,
+      variant: false,
+      drainGraceMs: 1000,
+    },
   },
   quick: {
     workers: 3,
@@ -87,6 +123,27 @@ const PROFILES = {
       drainGraceMs: 1500,
       recoveryTimeoutMs: 30_000,
       afterKillMs: 2000,
+    },
+    gateway: {
+      instances: 4,
+      nginxWorkers: 4,
+      workers: 4,
+      addressesPerWorker: 16,
+      concurrency: 64,
+      steps: [3000, 6000],
+      holdMs: 5000,
+      settleMs: 1000,
+      threeTarget: 6000,
+      threeHoldMs: 2000,
+      pairs: 100,
+      trafficMs: 1500,
+      lightRate: 2000,
+      storm: 2000,
+      stormConcurrency: 64,
+      chatPairs: 100,
+      chatRate: 2000,
+      steadyMs: 2000,
+      drainGraceMs: 1500,
     },
   },
   full: {
@@ -117,12 +174,40 @@ const PROFILES = {
       recoveryTimeoutMs: 30_000,
       afterKillMs: 5000,
     },
+    // nginx with TLS in front, as deployed. A process here holds at most 20,000 files: the connection phase
+    // runs 4 instances (each caps itself at 19,744 sockets, so 3 hold fewer than 60,000), nginx 24 workers
+    // (two descriptors per proxied WebSocket, 19,900 connections each; nginx spreads them unevenly: in one run
+    // a worker of 12 held a fifth of them) and 6 generator processes (12,500
+    // sockets each) over 192 source addresses. The rest runs on 3 instances, as deployed.
+    gateway: {
+      instances: 4,
+      nginxWorkers: 24,
+      workers: 6,
+      addressesPerWorker: 32,
+      concurrency: 64,
+      steps: [15_000, 30_000, 45_000, 60_000, 75_000],
+      holdMs: 120_000,
+      settleMs: 2000,
+      threeTarget: 60_000,
+      threeHoldMs: 10_000,
+      pairs: 200,
+      trafficMs: 8000,
+      lightRate: 2000,
+      storm: 10_000,
+      stormConcurrency: 64,
+      chatPairs: 200,
+      chatRate: 4000,
+      steadyMs: 5000,
+      drainGraceMs: 1500,
+    },
   },
 };
 const P = { ...PROFILES[mode] };
 // --workers=N: generator processes (and source addresses 127.0.0.2..) for the connection phases; a
 // bigger machine, or a cluster measured toward 60,000 sessions, needs more (at most ~19,500 sockets each).
 if (arg('workers')) P.workers = Number(arg('workers').split('=')[1]);
+// --instances=N: relay instances for the gateway bench's connection phase (its other phases run on 3).
+if (arg('instances')) P.gateway = { ...P.gateway, instances: Number(arg('instances').split('=')[1]) };
 
 async function withRelay(name, port, fn, workers = P.workers) {
   const relay = await launch(name, port);
@@ -290,7 +375,7 @@ async function storm(name, port) {
   });
 }
 
-const results = {
+const results = from ?? {
   mode,
   date: new Date().toISOString(),
   machine: {
@@ -323,7 +408,7 @@ async function userFacing(name, port) {
 if (relays.length > 0 && !artilleryInstalled())
   console.log('artillery is not installed (npm --prefix bench/artillery install): journey skipped');
 let port = 18080;
-for (const name of relays) {
+for (const name of from ? [] : relays) {
   console.log(`${name}:`);
   // The floor keeps no buffer and speaks no more protocol than these two phases need: no storm, no journey.
   const floor = name === 'floor';
@@ -336,21 +421,49 @@ for (const name of relays) {
 }
 
 // Ports 18080 and up are the relays' above; the cluster's (Redis, then instances) start well clear of them.
-if (withCluster) results.cluster = await clusterBench(P, 18200);
+if (withCluster && !from) results.cluster = await clusterBench(P, 18200);
+// The gateway's clusters take 18600 and up (nginx, Redis, instances): clear of both.
+if (withGateway && !from) results.gateway = await gatewayBench(P);
+// --merge=<results.json>, with --from: the figures of a `BENCH_GATEWAY_PHASES=connections-am,three-am` run (the
+// connection phases with nginx's accept_mutex on, a diagnosis) go beside this run's, under their own date.
+if (from && arg('merge')) {
+  const other = JSON.parse(readFileSync(arg('merge').split('=')[1], 'utf8'));
+  results.gateway.acceptMutexRun = {
+    date: other.date,
+    mode: other.mode,
+    contention: other.gateway.contention,
+    phaseSeconds: other.gateway.phaseSeconds,
+    connections: other.gateway.connectionsAcceptMutex,
+    three: other.gateway.threeAcceptMutex,
+  };
+}
 
 const stamp = results.date.replace(/[:.]/g, '-');
-const dir = `${HERE}results/${clusterOnly ? 'cluster-' : ''}${mode}-${stamp}/`;
+const dir = `${HERE}results/${clusterOnly ? 'cluster-' : gatewayOnly ? 'gateway-' : ''}${mode}-${stamp}/`;
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}results.json`, `${JSON.stringify(results, null, 2)}\n`);
-const { markdown, charts } = clusterOnly ? { markdown: clusterReport(results), charts: {} } : report(results);
+// BENCH_GATEWAY_PHASES runs some of the gateway's phases only: results.json, no report.
+const partial = Boolean(process.env.BENCH_GATEWAY_PHASES);
+const { markdown, charts } = clusterOnly
+  ? { markdown: clusterReport(results), charts: {} }
+  : gatewayOnly
+    ? partial
+      ? { markdown: '# Gateway phases only (BENCH_GATEWAY_PHASES): see results.json\n', charts: {} }
+      : { markdown: gatewayReport(results), charts: gatewayCharts(results) }
+    : report(results);
+if (!gatewayOnly && results.gateway) Object.assign(charts, gatewayCharts(results));
 for (const [file, svg] of Object.entries(charts)) writeFileSync(`${dir}${file}`, svg);
 writeFileSync(
   `${dir}report.md`,
-  clusterOnly || !results.cluster ? markdown : `${markdown}\n${clusterSection(results)}`,
+  clusterOnly || gatewayOnly
+    ? markdown
+    : [markdown, results.cluster && clusterSection(results), results.gateway && gatewaySection(results, './')]
+        .filter(Boolean)
+        .join('\n'),
 );
 console.log(`\nreport: ${dir}report.md`);
-// RESULTS.md holds the latest full run of each: the relays' (the whole file) and the cluster's (its own
-// section, between markers, which the other kind of run keeps as it is).
+// RESULTS.md holds the latest full run of each: the relays' (the whole file), the cluster's and the gateway's
+// (each its own section, between markers, which the other kinds of run keep as they are).
 const previous = (() => {
   try {
     return readFileSync(`${HERE}RESULTS.md`, 'utf8');
@@ -358,10 +471,23 @@ const previous = (() => {
     return '';
   }
 })();
-const kept = previous.includes(CLUSTER_START)
-  ? previous.slice(previous.indexOf(CLUSTER_START), previous.indexOf(CLUSTER_END) + CLUSTER_END.length)
-  : '';
-if (mode === 'full' && clusterOnly) {
+const section = (start, end) =>
+  previous.includes(start) ? previous.slice(previous.indexOf(start), previous.indexOf(end) + end.length) : '';
+const kept = section(CLUSTER_START, CLUSTER_END);
+const keptGateway = section(GATEWAY_START, GATEWAY_END);
+if (mode === 'full' && gatewayOnly && !partial) {
+  const fresh = gatewaySection(results, './results-latest/').trimEnd();
+  writeFileSync(
+    `${HERE}RESULTS.md`,
+    keptGateway ? previous.replace(keptGateway, () => fresh) : `${previous.trimEnd()}\n\n${fresh}\n`,
+  );
+  mkdirSync(`${HERE}results-latest`, { recursive: true });
+  copyFileSync(`${dir}results.json`, `${HERE}results-latest/gateway-results.json`);
+  for (const file of Object.keys(charts)) copyFileSync(`${dir}${file}`, `${HERE}results-latest/${file}`);
+  console.log('bench/RESULTS.md: gateway section updated');
+} else if (mode === 'full' && gatewayOnly) {
+  console.log('partial gateway run: bench/RESULTS.md left as it is');
+} else if (mode === 'full' && clusterOnly) {
   const section = clusterSection(results);
   writeFileSync(
     `${HERE}RESULTS.md`,
@@ -372,7 +498,10 @@ if (mode === 'full' && clusterOnly) {
   console.log('bench/RESULTS.md: cluster section updated');
 } else if (mode === 'full') {
   const relaysMarkdown = markdown.replaceAll('](./', '](./results-latest/');
-  writeFileSync(`${HERE}RESULTS.md`, kept ? `${relaysMarkdown}\n${kept}\n` : relaysMarkdown);
+  writeFileSync(
+    `${HERE}RESULTS.md`,
+    [relaysMarkdown.trimEnd(), kept, keptGateway].filter(Boolean).join('\n\n').concat('\n'),
+  );
   mkdirSync(`${HERE}results-latest`, { recursive: true });
   for (const file of [...Object.keys(charts), 'results.json'])
     copyFileSync(`${dir}${file}`, `${HERE}results-latest/${file}`);
@@ -395,5 +524,9 @@ const cluster = clusterProblems(results.cluster);
 problems.push(...cluster.broken);
 if (cluster.findings.length > 0)
   console.log(`\ncluster: the relay missed these (see the report):\n  ${cluster.findings.join('\n  ')}`);
+const gateway = gatewayProblems(results.gateway);
+problems.push(...gateway.broken);
+if (gateway.findings.length > 0)
+  console.log(`\ngateway: missed these (see the report):\n  ${gateway.findings.join('\n  ')}`);
 if (problems.length > 0) console.log(`\nproblems:\n  ${problems.join('\n  ')}`);
 process.exit(mode === 'smoke' && problems.length > 0 ? 1 : 0);

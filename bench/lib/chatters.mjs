@@ -10,6 +10,7 @@
 // or out of order, and when the first message sent after a kill arrived.
 import hdr from 'hdr-histogram-js';
 import { RelayClient } from '../../dist/src/client.js';
+import { routeKey } from './chash.mjs';
 import { openSocket } from './transport.mjs';
 
 const DEBUG = process.env.BENCH_DEBUG === '1';
@@ -64,18 +65,31 @@ class RawWebSocket {
 }
 
 class Chatter {
-  constructor(group) {
+  constructor(group, n) {
     this.group = group;
     /** The URL of the current (or last) socket; `first`, where the first one goes (round-robin). */
     this.url = null;
     this.first = null;
+    const w = group.worker;
+    this.localAddress = w.localAddresses[n % w.localAddresses.length];
+    /**
+     * Through the gateway (the worker has a routing-key hash): one URL with this client's own `?route=` key,
+     * every time, as a page's tab does; nginx picks the instance. `slot` is the one its hash points at.
+     */
+    this.home = null;
+    this.slot = null;
+    if (w.routeSlot) {
+      const key = routeKey(w.routeSlot, `${w.routePrefix}c${w.index}n${n}`, n, w.upstreamCount, w.balancedRoutes);
+      this.home = `${group.urls[0]}?route=${key}`;
+      this.slot = w.routeSlot(key);
+    }
     this.client = new RelayClient({
       url: () => {
-        this.url = this.first ?? group.pickUrl();
+        this.url = this.home ?? this.first ?? group.pickUrl();
         this.first = null;
         return this.url;
       },
-      createSocket: (url) => new RawWebSocket(url, group.worker.localAddress),
+      createSocket: (url) => new RawWebSocket(url, this.localAddress),
     });
     /** The chat it was paired into, kept after it ends (the orchestrator joins the two sides by it). */
     this.chat = null;
@@ -102,7 +116,7 @@ class Chatter {
     const c = this.client;
     c.on('matched', (f) => {
       this.chat = f.chat;
-      this.pairedOn = this.url;
+      this.pairedOn = this.home ? this.slot : this.url;
       this.matches++;
       this.onMatched?.();
     });
@@ -191,6 +205,7 @@ class Chatter {
 export class Chatters {
   list = [];
   urls = [];
+  created = 0;
   drainJitterMs = 1000;
   dropJitterMs = 100;
   /** As the page does: connect() on `draining` with the old socket still open (unless BENCH_CLOSE_FIRST=1). */
@@ -222,7 +237,7 @@ export class Chatters {
 
   /** `count` new clients, spread round-robin over the live URLs, each welcomed. */
   async open({ count, concurrency = 32 }) {
-    const fresh = Array.from({ length: count }, () => new Chatter(this));
+    const fresh = Array.from({ length: count }, () => new Chatter(this, this.created++));
     let next = 0;
     let failed = 0;
     const lane = async () => {
@@ -248,8 +263,10 @@ export class Chatters {
   async pair({ timeoutMs = 30_000 }) {
     const byUrl = new Map();
     for (const c of this.list.filter((x) => x.chat === null)) {
-      if (!byUrl.has(c.url)) byUrl.set(c.url, []);
-      byUrl.get(c.url).push(c);
+      // Through the gateway every client has its own URL: the instance its key hashes to is what counts.
+      const where = c.home ? c.slot : c.url;
+      if (!byUrl.has(where)) byUrl.set(where, []);
+      byUrl.get(where).push(c);
     }
     const waits = [];
     for (let n = 0; ; n++) {

@@ -65,7 +65,7 @@ function writeDebug(stopped, phase) {
 }
 
 /** The 1-minute load average and the CPU pressure (PSI `some avg60`, % of time some task waited for a core). */
-function contention() {
+export function contention() {
   let cpuPressure = null;
   try {
     cpuPressure = Number(readFileSync('/proc/pressure/cpu', 'utf8').match(/some avg10=\S+ avg60=(\S+)/)?.[1]);
@@ -120,7 +120,7 @@ export async function startCluster(C, nextPort) {
 }
 
 /** A chat is good when it has exactly two members; a client is good when it was matched exactly once. */
-function checkPairs(results) {
+export function checkPairs(results) {
   const members = new Map();
   let doubles = 0;
   let unmatched = 0;
@@ -254,14 +254,14 @@ export function traffic(relay, C, P) {
   });
 }
 
-function mergeCounts(list) {
+export function mergeCounts(list) {
   const out = {};
   for (const o of list) for (const [k, v] of Object.entries(o ?? {})) out[k] = (out[k] ?? 0) + v;
   return out;
 }
 
 /** Joins both sides of every chat: what one side sent against what the other received, exactly once and in order. */
-function verify(stopped, phase) {
+export function verify(stopped, phase) {
   if (DEBUG) writeDebug(stopped, phase);
   const clients = stopped.flatMap((r) => r.clients);
   const chats = new Map();
@@ -322,10 +322,10 @@ function verify(stopped, phase) {
 }
 
 /**
- * Stops sending and waits until every message sent has arrived, or nothing has arrived for 3 s (what is
+ * Stops sending and waits until every message sent has arrived, or nothing has arrived for `quietMs` (what is
  * missing then stays missing), or 30 s; then each client's counts.
  */
-async function settle(chat) {
+export async function settle(chat, quietMs = 3000) {
   await chat('stop');
   const started = Date.now();
   let last = -1;
@@ -336,7 +336,7 @@ async function settle(chat) {
     const received = sum(p, (x) => x.received);
     if (received !== last) lastChange = Date.now();
     last = received;
-    if (received >= sent || Date.now() - lastChange > 3000 || Date.now() - started > 30_000) break;
+    if (received >= sent || Date.now() - lastChange > quietMs || Date.now() - started > 30_000) break;
     await sleep(100);
   }
   const drainMs = Date.now() - started;

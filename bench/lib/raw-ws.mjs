@@ -9,7 +9,7 @@
 //   nothing and skips the stream machinery; only a partial frame is copied;
 // - each URL's upgrade request is encoded once.
 import { connect, isIP } from 'node:net';
-import { connect as connectTls } from 'node:tls';
+import { connect as connectTls, createSecureContext } from 'node:tls';
 
 const KEY = 'YmVuY2gtZ2VuZXJhdG9yIQ=='; // any 16 bytes in base64; the server only echoes a hash of it
 const OP_TEXT = 1;
@@ -42,26 +42,47 @@ function frame(opcode, payload) {
   return out;
 }
 
+/**
+ * How TLS connections check the server: by default they do not (a bench's TLS proxy usually has a self-signed
+ * certificate; BENCH_TLS_VERIFY=1 checks against the system's CAs); `{ ca }` (PEM) trusts that CA and checks.
+ */
+let tlsTrust = null;
+export function trustCa(ca) {
+  // One context for every socket: `ca` given to each connect would parse it and build a context per handshake.
+  tlsTrust = ca ? { secureContext: createSecureContext({ ca }), rejectUnauthorized: true } : null;
+}
+
+const requestHead = (path, host) =>
+  Buffer.from(
+    `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    'latin1',
+  );
+
 const targets = new Map();
-/** Parsed once per URL: where to connect and the upgrade request's bytes. */
+/**
+ * Parsed once per URL without its query: where to connect and the upgrade request's bytes. A URL with a query
+ * (the gateway's per-client `?route=` key) gets its own request line, made at each connect, not cached.
+ */
 function target(url) {
-  let t = targets.get(url);
-  if (t) return t;
-  const { protocol, host, hostname, port, pathname } = new URL(url);
-  const secure = protocol === 'wss:';
-  t = {
-    secure,
-    host: hostname,
-    port: Number(port || (secure ? 443 : 80)),
-    servername: isIP(hostname) ? undefined : hostname,
-    request: Buffer.from(
-      `GET ${pathname} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-      'latin1',
-    ),
-  };
-  targets.set(url, t);
-  return t;
+  const q = url.indexOf('?');
+  const base = q < 0 ? url : url.slice(0, q);
+  let t = targets.get(base);
+  if (!t) {
+    const { protocol, host, hostname, port, pathname } = new URL(base);
+    const secure = protocol === 'wss:';
+    t = {
+      secure,
+      host: hostname,
+      hostHeader: host,
+      pathname,
+      port: Number(port || (secure ? 443 : 80)),
+      servername: isIP(hostname) ? undefined : hostname,
+      request: requestHead(pathname, host),
+    };
+    targets.set(base, t);
+  }
+  return q < 0 ? t : { ...t, request: requestHead(t.pathname + url.slice(q), t.hostHeader) };
 }
 
 /**
@@ -88,9 +109,13 @@ class RawSocket {
       noDelay: true,
       onread: { buffer: READ_BUFFER, callback: (nread, chunk) => this.read(chunk.subarray(0, nread)) },
     };
-    // A TLS proxy in a bench usually has a self-signed certificate: BENCH_TLS_VERIFY=1 checks it.
     const socket = t.secure
-      ? connectTls({ ...options, servername: t.servername, rejectUnauthorized: process.env.BENCH_TLS_VERIFY === '1' })
+      ? connectTls({
+          ...options,
+          servername: t.servername,
+          rejectUnauthorized: process.env.BENCH_TLS_VERIFY === '1',
+          ...tlsTrust,
+        })
       : connect(options);
     this.socket = socket;
     socket.once(t.secure ? 'secureConnect' : 'connect', () => socket.write(t.request));

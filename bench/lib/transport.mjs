@@ -10,13 +10,24 @@ import { Agent as TlsAgent } from 'node:https';
 import { io } from 'socket.io-client';
 import { openRawSocket } from './raw-ws.mjs';
 
-const FIRST_PORT = 20_000;
-const PORTS = 40_000;
+let FIRST_PORT = 20_000;
+let PORTS = 40_000;
 let nextPort = FIRST_PORT + Math.floor(Math.random() * PORTS);
 const takePort = () => {
   nextPort = nextPort + 1 >= FIRST_PORT + PORTS ? FIRST_PORT : nextPort + 1;
   return nextPort;
 };
+
+/**
+ * Source ports from `first` on, `count` of them. A port bound explicitly, on any address, is one Linux will not
+ * pick for anyone's connect() (the ephemeral range, 32768-60999 here): the gateway bench keeps its clients below
+ * that range, or nginx runs out of ports for its connections to the instances (EADDRNOTAVAIL at ~45,000 sockets).
+ */
+export function sourcePorts(first, count) {
+  FIRST_PORT = first;
+  PORTS = count;
+  nextPort = FIRST_PORT + Math.floor(Math.random() * PORTS);
+}
 
 /** Opens one socket; a source port still in use (TIME_WAIT from an earlier run) is skipped. */
 export async function openSocket(kind, url, localAddress, onText, onClose) {

@@ -4,7 +4,9 @@
 // latency read from a monotonic timestamp in the body (process.hrtime is the
 // same clock in every process on the machine). It reports its own CPU time.
 import hdr from 'hdr-histogram-js';
-import { openSocket } from './transport.mjs';
+import { consistentHash, routeKey } from './chash.mjs';
+import { trustCa } from './raw-ws.mjs';
+import { openSocket, sourcePorts } from './transport.mjs';
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -18,12 +20,27 @@ async function inParallel(items, concurrency, fn) {
 }
 
 class Client {
-  constructor(worker, url) {
+  constructor(worker, url, n) {
     this.w = worker;
-    /** Clients are spread round-robin over the relay's URLs (several instances, or a TLS proxy). */
-    this.url = url;
-    /** Which of the relay's URLs (a cluster's instance) this client is on. */
-    this.slot = worker.urls.indexOf(url);
+    this.localAddress = worker.localAddresses[n % worker.localAddresses.length];
+    if (worker.routeSlot) {
+      // Through the gateway: one URL, and each client its own routing key (as each tab of the page has);
+      // `slot` is the instance nginx's consistent hash sends that key to.
+      const key = routeKey(
+        worker.routeSlot,
+        `${worker.routePrefix}w${worker.index}n${n}`,
+        n,
+        worker.upstreamCount,
+        worker.balancedRoutes,
+      );
+      this.url = `${url}?route=${key}`;
+      this.slot = worker.routeSlot(key);
+    } else {
+      /** Clients are spread round-robin over the relay's URLs (several instances, or a TLS proxy). */
+      this.url = url;
+      /** Which of the relay's URLs (a cluster's instance) this client is on. */
+      this.slot = worker.urls.indexOf(url);
+    }
     this.socket = null;
     this.id = null;
     this.token = null;
@@ -40,19 +57,37 @@ class Client {
     this.onMatched = null;
   }
 
+  /**
+   * Opens a socket, says hello and resolves on the welcome. Rejects if the socket closes first, or (through the
+   * gateway, where that can happen under load) if no welcome comes within 60 s: a phase never waits forever.
+   */
   async connect(resume) {
+    let lost = null;
     this.socket = await openSocket(
       this.w.transport,
       this.url,
-      this.w.localAddress,
+      this.localAddress,
       (text) => this.receive(text),
       () => {
         this.socket = null;
+        lost?.(Object.assign(new Error('closed before the welcome'), { code: 'CLOSED_BEFORE_WELCOME' }));
       },
     );
-    const welcomed = new Promise((resolve) => {
+    let timer;
+    const welcomed = new Promise((resolve, reject) => {
       this.onWelcome = resolve;
+      lost = reject;
+      if (this.w.pingEveryMs)
+        timer = setTimeout(() => {
+          this.socket?.close();
+          reject(Object.assign(new Error('no welcome within 60 s'), { code: 'NO_WELCOME' }));
+        }, 60_000);
+    }).finally(() => {
+      clearTimeout(timer);
+      lost = null;
+      this.onWelcome = null;
     });
+    if (this.w.pingEveryMs && !this.pinger) this.keepAlive(this.w.pingEveryMs);
     const hello = { type: 'hello', v: 1 };
     if (resume && this.id) hello.resume = { id: this.id, token: this.token, lastSeq: this.lastSeq };
     this.socket.send(JSON.stringify(hello));
@@ -61,6 +96,17 @@ class Client {
 
   send(frame) {
     this.socket?.send(JSON.stringify(frame));
+  }
+
+  /**
+   * A ping every `everyMs` from the first connect on, the first at a random point of the interval, as the page
+   * does: nginx closes a WebSocket with nothing from the relay for 75 s, and a long ramp idles that long.
+   */
+  keepAlive(everyMs) {
+    this.pinger = setTimeout(() => {
+      this.send({ type: 'ping' });
+      this.pinger = setInterval(() => this.send({ type: 'ping' }), everyMs);
+    }, Math.random() * everyMs);
   }
 
   message(bodySize) {
@@ -151,20 +197,36 @@ class Worker {
 
   async connect({ count, concurrency }) {
     const started = now();
+    const failed = {};
     await inParallel(
-      Array.from({ length: count }, () => new Client(this, this.urls[this.created++ % this.urls.length])),
+      Array.from({ length: count }, () => {
+        const n = this.created++;
+        return new Client(this, this.urls[n % this.urls.length], n);
+      }),
       concurrency,
       async (c) => {
+        const t = now();
         try {
           await c.connect(false);
           this.clients.push(c);
         } catch (err) {
+          clearTimeout(c.pinger);
           this.errors++;
           this.lastError = String(err?.code ?? err?.message ?? err);
+          // How long a failed connect took, by error: a server's timeout shows as a fixed delay.
+          failed[this.lastError] ??= [];
+          failed[this.lastError].push(now() - t);
         }
       },
     );
-    return { connected: this.clients.length, ms: now() - started };
+    const failedAfterMs = Object.fromEntries(
+      Object.entries(failed).map(([code, list]) => {
+        list.sort((a, b) => a - b);
+        const q = (p) => Math.round(list[Math.min(list.length - 1, Math.floor(p * list.length))]);
+        return [code, { count: list.length, min: q(0), p50: q(0.5), max: q(1) }];
+      }),
+    );
+    return { connected: this.clients.length, ms: now() - started, failedAfterMs };
   }
 
   /**
@@ -202,7 +264,7 @@ class Worker {
       }
     });
     for (const c of waiting) c.onMatched = null;
-    return { matched: this.clients.filter((c) => c.matched).length, ms: last - started };
+    return { matched: this.clients.filter((c) => c.matched).length, ms: last - started, errorCodes: this.errorCodes };
   }
 
   /** One tag per pair, the two taken from the two URLs with the most clients left (so they differ while they can). */
@@ -238,6 +300,11 @@ class Worker {
 
   /** Idle-but-alive: every client pings once per `everyMs`, spread over the interval. */
   async hold({ ms, everyMs }) {
+    // Clients that already ping (the gateway's): just wait.
+    if (this.pingEveryMs) {
+      await new Promise((r) => setTimeout(r, ms));
+      return { alive: this.clients.filter((c) => c.socket).length };
+    }
     const timers = this.clients.map((c, i) =>
       setTimeout(
         () => {
@@ -363,7 +430,10 @@ class Worker {
 
   /** `code` 1000: each client leaves (the relay forgets its session at once); none: the sockets just drop. */
   close({ code } = {}) {
-    for (const c of this.clients) c.socket?.close(code);
+    for (const c of this.clients) {
+      clearTimeout(c.pinger); // a timeout or an interval: either clears both
+      c.socket?.close(code);
+    }
     this.clients = [];
     this.created = 0;
     return {};
@@ -395,7 +465,16 @@ process.on('message', async ({ id, cmd, args }) => {
   try {
     if (cmd === 'init') {
       worker = new Worker();
-      Object.assign(worker, args);
+      const { ca, upstreams, ports, ...rest } = args;
+      if (ports) sourcePorts(...ports);
+      Object.assign(worker, rest);
+      worker.localAddresses ??= [worker.localAddress];
+      // The gateway bench: trust the run's CA, and give each client a routing key (see Client).
+      if (ca) trustCa(ca);
+      if (upstreams) {
+        worker.routeSlot = consistentHash(upstreams);
+        worker.upstreamCount = upstreams.length;
+      }
       return process.send({ id, result: {} });
     }
     const result = await worker[cmd](args);

@@ -1,15 +1,22 @@
-// A pool of generator processes, one per source address 127.0.0.x, each
-// holding its share of the clients (one process may hold at most ~19k sockets).
+// A pool of generator processes, one per source address 127.0.0.x (or, with
+// `addressesPerWorker`, a block of them each: the gateway bench spreads its
+// clients over many addresses, as nginx's per-address limits see real ones),
+// each holding its share of the clients (one process may hold at most ~19k sockets).
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const WORKER = fileURLToPath(new URL('./worker.mjs', import.meta.url));
 
 export class WorkerPool {
-  constructor(count) {
+  constructor(count, addressesPerWorker = 1) {
+    if (2 + count * addressesPerWorker > 255) throw new Error('more source addresses than 127.0.0.2-254');
     this.workers = Array.from({ length: count }, (_, i) => {
       const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      return { child, address: `127.0.0.${i + 2}`, pending: new Map(), seq: 0 };
+      const addresses = Array.from(
+        { length: addressesPerWorker },
+        (_, j) => `127.0.0.${2 + i * addressesPerWorker + j}`,
+      );
+      return { child, address: addresses[0], addresses, pending: new Map(), seq: 0 };
     });
     for (const w of this.workers)
       w.child.on('message', ({ id, result, error }) => {
@@ -33,12 +40,15 @@ export class WorkerPool {
     return Promise.all(this.workers.map((w, i) => this.#call(w, cmd, typeof args === 'function' ? args(i) : args)));
   }
 
+  /** `relay.gateway`: { ca (PEM), upstreams (nginx's server lines), routePrefix } for clients through nginx. */
   init(relay) {
     return this.all('init', (i) => ({
       urls: relay.urls ?? [relay.url],
       transport: relay.transport,
       localAddress: this.workers[i].address,
+      localAddresses: this.workers[i].addresses,
       index: i,
+      ...relay.gateway,
     }));
   }
 
