@@ -82,7 +82,8 @@ const PROFILES = {
       steps: [400],
       holdMs: 1000,
       settleMs: 300,
-      threeTarget: 400,
+      // Not the 3-instance connection phase: the same code as the connection phase, and 10 s more.
+      threeTarget: 0,
       threeHoldMs: 500,
       pairs: 10,
       trafficMs: 1000,
@@ -435,6 +436,7 @@ if (from && arg('merge')) {
     phaseSeconds: other.gateway.phaseSeconds,
     connections: other.gateway.connectionsAcceptMutex,
     three: other.gateway.threeAcceptMutex,
+    edgeLog: other.gateway.edgeLog,
   };
 }
 

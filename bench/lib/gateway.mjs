@@ -685,7 +685,7 @@ export async function gatewayBench(P, firstPort = GATEWAY_FIRST_PORT) {
     }
     out.contention.push(contention());
   }
-  if (want('three')) {
+  if (want('three') && G.threeTarget > 0) {
     console.log("gateway: 3 fresh instances, asked for the connection phase's load");
     const fresh = await startGateway(G, 3, firstPort + 100, log);
     try {
