@@ -5,19 +5,10 @@
  * process on the same port); the pages follow by themselves through nginx,
  * and every message arrives once, in order, on both sides.
  */
-import { createServer } from 'node:net';
 import t from 'tap';
 import { startLocalCluster } from '../deploy/cluster.js';
 import { launchBrowser, matchedPages, messages, send, type TestPage } from './fixtures/browser.js';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((r) => server.close(r));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
+import { freePort } from './fixtures/redis.js';
 
 const nginxErrors: string[] = [];
 const browser = await launchBrowser();

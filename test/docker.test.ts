@@ -10,7 +10,6 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +18,7 @@ import WebSocket from 'ws';
 import { makeCertificates } from '../deploy/certificates.js';
 import type { WebSocketLike } from '../src/client.js';
 import { type Chatter, chats, until } from './fixtures/chatters.js';
+import { freePort } from './fixtures/redis.js';
 import { sleep, TestClient } from './fixtures/ws-client.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -130,15 +130,6 @@ function talking(t: Test, pairs: [Chatter, Chatter][], everyMs: number) {
       });
     },
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((r) => server.close(r));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 /** The open-file limit the engine lets a container have: this machine's hard limit, at most the compose defaults. */

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { freePort } from './fixtures/redis.js';
 import { startTestServer } from './fixtures/server.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -38,14 +39,6 @@ function runExample(
 }
 
 /** A loopback port nothing listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const address = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 t.test('examples/typed-client.mjs: two clients match, chat both ways, resume after a drop, exit 0', async (t) => {
   const server = await startTestServer();

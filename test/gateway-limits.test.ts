@@ -7,21 +7,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import t from 'tap';
 import WebSocket from 'ws';
 import { getJson, startLocalCluster } from '../deploy/cluster.js';
 import { DEFAULT_LIMITS } from '../deploy/nginx-config.js';
+import { freePort } from './fixtures/redis.js';
 import { sleep, TestClient } from './fixtures/ws-client.js';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((r) => server.close(r));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 const httpsPort = await freePort();
 const cluster = await startLocalCluster({

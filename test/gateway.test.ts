@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer as createNetServer } from 'node:net';
 import { createServer as createTlsServer, type SecureVersion, connect as tlsConnect } from 'node:tls';
 import t from 'tap';
 import WebSocket from 'ws';
@@ -17,16 +16,8 @@ import { type LocalCluster, startLocalCluster } from '../deploy/cluster.js';
 import { COMPOSE_CONFIG, composeGateway, redactErrorLine, renderGateway } from '../deploy/nginx-config.js';
 import type { WebSocketLike } from '../src/client.js';
 import { chats, talking } from './fixtures/chatters.js';
+import { freePort } from './fixtures/redis.js';
 import { sleep, TestClient } from './fixtures/ws-client.js';
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((r) => server.close(r));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 const logs: string[] = [];
 const httpsPort = await freePort();
