@@ -7,7 +7,8 @@
  * on one network to check cross-instance routing without Redis: envelopes
  * are then delivered in order on the microtask queue, as a bus would, never
  * re-entering the sender. `kill` and `setUp` simulate a dead instance and a
- * bus outage for the same contract tests the Redis driver runs.
+ * bus outage for the same contract tests the Redis driver runs; `hold` delays
+ * one link, for races no timing on a real bus reproduces on demand.
  */
 import type {
   Broker,
@@ -41,6 +42,18 @@ export interface MemoryNetworkOptions {
   simulated?: boolean;
 }
 
+/** A link from one instance to another whose envelopes wait, in order, until the test lets them through. */
+export interface HeldLink {
+  /** The types of the envelopes waiting, oldest first. */
+  types(): string[];
+  /** Resolves once an envelope of `type` is waiting. */
+  queued(type: string): Promise<void>;
+  /** Delivers the oldest waiting envelopes up to and including the first of `type` (all of them without one). */
+  release(type?: string): void;
+  /** Delivers everything waiting and lets the link run free again. */
+  open(): void;
+}
+
 export class MemoryNetwork {
   readonly room: WaitingRoom;
   readonly invites: InviteBook;
@@ -52,6 +65,9 @@ export class MemoryNetwork {
   readonly recent = new Map<string, Map<string, number>>();
   readonly simulated: boolean;
   up = true;
+  /** Links held by `hold`, by "from>to": what is waiting on each, in order. */
+  readonly held = new Map<string, { env: Envelope; deliver: () => void }[]>();
+  readonly #heldWatchers = new Set<() => void>();
   /** The instance whose call is running, so a match it causes is reported to it. */
   #caller: string | null = null;
 
@@ -89,6 +105,46 @@ export class MemoryNetwork {
     for (const [id, t] of this.tickets) if (t.node === nodeId) this.#dropTicket(id);
     // The directory keeps the dead instance's entries (Redis keeps them until their TTL): a resume may rebuild.
     for (const other of this.nodes.values()) other.events?.nodeGone(nodeId);
+  }
+
+  /** Holds the link from instance `from` to instance `to`: its envelopes wait until released, in order. */
+  hold(from: string, to: string): HeldLink {
+    const key = `${from}>${to}`;
+    const queue: { env: Envelope; deliver: () => void }[] = [];
+    this.held.set(key, queue);
+    const take = (n: number) => {
+      for (const { deliver } of queue.splice(0, n)) queueMicrotask(deliver);
+    };
+    return {
+      types: () => queue.map((q) => q.env.t),
+      queued: (type) =>
+        new Promise((resolve) => {
+          const check = () => {
+            if (!queue.some((q) => q.env.t === type)) return;
+            this.#heldWatchers.delete(check);
+            resolve();
+          };
+          this.#heldWatchers.add(check);
+          check();
+        }),
+      release: (type) => {
+        const i = type === undefined ? -1 : queue.findIndex((q) => q.env.t === type);
+        take(i < 0 ? queue.length : i + 1);
+      },
+      open: () => {
+        this.held.delete(key);
+        take(queue.length);
+      },
+    };
+  }
+
+  /** Queues an envelope on a held link; false if the link is not held. */
+  holdBack(from: string, to: string, env: Envelope, deliver: () => void): boolean {
+    const queue = this.held.get(`${from}>${to}`);
+    if (!queue) return false;
+    queue.push({ env, deliver });
+    for (const check of [...this.#heldWatchers]) check();
+    return true;
   }
 
   /** Simulates the bus going down (false) and coming back (true). */
@@ -274,11 +330,12 @@ export class MemoryBroker implements Broker {
     if (!target) return true;
     // A structured copy, as if it had crossed the wire: the receiver must never share the sender's objects.
     const copy = structuredClone(env);
-    queueMicrotask(() => {
+    const deliver = () => {
       if (!this.net.up || this.net.nodes.get(node) !== target) return;
       target.#receives++;
       target.events?.envelope(copy);
-    });
+    };
+    if (!this.net.holdBack(this.nodeId, node, copy, deliver)) queueMicrotask(deliver);
     return true;
   }
 

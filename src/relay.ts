@@ -1042,13 +1042,9 @@ export class Relay {
     presence: (s, e) => {
       const side = s.chat;
       if (!side || side.id !== e.chat) return;
-      if (side.partnerNode !== e.node && e.node !== this.#node && side.inflight) {
-        // The partner moved. What is still on its way went to the old instance, which forwards it, but a message
-        // sent from now on would race the forwarded ones: everything unstored goes again to the new instance
-        // first, in order (its dedupe drops whichever copy arrives second).
-        for (const env of side.inflight.values()) this.#broker.send(e.node, env);
-      }
+      const moved = side.partnerNode !== e.node;
       side.partnerNode = e.node;
+      if (moved) this.#overtakeForwarded(s, side);
       this.#orphans.get(s)?.cancel();
       this.#orphans.delete(s);
       if (side.partnerHere === e.here) return;
@@ -1116,6 +1112,27 @@ export class Relay {
     // The resend restarts the order from the oldest lost message: a message held back before it no longer leads.
     s.releaseMessage();
     this.#send(s, { type: 'resend', after: e.lastSeq });
+  }
+
+  /**
+   * The partner moved. What is still on its way went to its old instance, which forwards it, but a message sent
+   * from now on would race the forwarded ones: everything unstored goes again to the new instance first, in order
+   * (its dedupe drops whichever copy arrives second). If the partner moved here, it is stored here at once, before
+   * anything newer can be.
+   */
+  #overtakeForwarded(s: Session, side: ChatSide): void {
+    const inflight = side.inflight;
+    if (!inflight || inflight.size === 0) return;
+    const partner = this.#localPartner(side);
+    if (!partner) {
+      for (const env of inflight.values()) this.#broker.send(side.partnerNode, env);
+      return;
+    }
+    const inbox = partner.chat;
+    if (!inbox || inbox.id !== side.id) return;
+    for (const env of [...inflight.values()])
+      if (env.t === 'msg')
+        this.#stored(s, side, env.id, this.#store(partner, inbox, env.id, env.body, env.kind, env.ts));
   }
 
   #onEnvelope(env: Envelope): void {

@@ -1,11 +1,59 @@
 import t from 'tap';
 import WebSocket from 'ws';
+import type { MemoryNetwork } from '../src/broker-memory.js';
 import { RelayClient, type WebSocketLike } from '../src/client.js';
 import { startTestCluster } from './fixtures/cluster.js';
 import { pairAcross, runScenarios, url } from './fixtures/cluster-scenarios.js';
 import { relayClient, TestClient } from './fixtures/ws-client.js';
 
 runScenarios(t, 'memory', () => startTestCluster('memory'));
+
+t.test(
+  "memory: the partner moves to the sender's own instance while a message is on its way: order kept",
+  async (t) => {
+    // The race behind a message arriving a place late across a drain: Alice (n1) sends to Bob's old instance (n0)
+    // just as Bob moves to n1. n0 forwards it back, but it can come after n1 has already learned of the move
+    // and stored Alice's next message locally. Held links make the race happen every time.
+    const cluster = await startTestCluster('memory');
+    t.teardown(cluster.close);
+    const net = cluster.network as MemoryNetwork;
+    const { a, b, wb } = await pairAcross(cluster, 1, 0);
+    a.send({ type: 'msg', id: 'one', body: 'one' });
+    await a.next('sent');
+    t.match(await b.next('msg'), { seq: 1, id: 'one' });
+    b.send({ type: 'ack', seq: 1 });
+    await a.next('delivered');
+    b.close();
+    t.match(await a.next('partner'), { state: 'away' });
+    const link = net.hold('n0', 'n1');
+    const b2 = await TestClient.resume(url(cluster, 1), wb, 1);
+    // n0 hands Bob over and tells Alice's side where he is now; both wait on the held link.
+    await link.queued('presence');
+    // Alice still believes Bob is on n0: her message goes there, and n0 forwards it behind the hand-over.
+    a.send({ type: 'msg', id: 'two', body: 'two' });
+    await link.queued('msg');
+    link.release('presence');
+    t.match(await b2.next('welcome'), { resumed: true, state: 'chatting' });
+    a.send({ type: 'msg', id: 'three', body: 'three' });
+    const sent = [await a.next('sent'), await a.next('sent')];
+    t.same(sent.map((f) => f.id).sort(), ['three', 'two'], 'both confirmed');
+    link.open();
+    const got = [await b2.next('msg'), await b2.next('msg')];
+    t.same(
+      got.map((m) => [m.seq, m.id]),
+      [
+        [2, 'two'],
+        [3, 'three'],
+      ],
+      'in the order Alice wrote them',
+    );
+    b2.send({ type: 'ack', seq: 3 });
+    t.match(await a.next('delivered'), { seq: 3 });
+    t.equal(b2.all('msg').length, 2, 'the forwarded copy was dropped, not relayed twice');
+    a.close();
+    b2.close();
+  },
+);
 
 t.test(
   'memory: an instance dies; its client resumes elsewhere and the chat goes on, nothing lost or doubled',

@@ -13,11 +13,11 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import WebSocket from 'ws';
 import { makeCertificates } from '../deploy/certificates.js';
 import type { WebSocketLike } from '../src/client.js';
-import { type Chatter, chats, until } from './fixtures/chatters.js';
+import { chats, talking } from './fixtures/chatters.js';
 import { freePort } from './fixtures/redis.js';
 import { sleep, TestClient } from './fixtures/ws-client.js';
 
@@ -79,57 +79,6 @@ if (why || !compose) {
   t.plan(0, reason);
 } else {
   await main(compose);
-}
-
-/**
- * As talking() in fixtures/chatters.ts, with one difference: a message that arrives late (all arrived, once, but
- * not in the order sent) is recorded as a todo rather than a failure. In containers, one run of six here saw one
- * message of a chat arrive a few places late across the drain (never lost, never twice); test/gateway.test.ts and
- * test/cluster-process.test.ts check the same ordering strictly without Docker. Loss, duplicates, a chat that
- * ended and a message never confirmed or delivered still fail.
- */
-function talking(t: Test, pairs: [Chatter, Chatter][], everyMs: number) {
-  t.teardown(() => {
-    for (const c of pairs.flat()) c.stop();
-  });
-  let on = true;
-  const talk = (async () => {
-    while (on) {
-      for (const c of pairs.flat()) c.say();
-      await sleep(everyMs);
-    }
-  })();
-  return {
-    async settled(timeoutMs: number): Promise<void> {
-      on = false;
-      await talk;
-      await until('every message confirmed and delivered', () => pairs.flat().every((c) => c.settled), timeoutMs);
-      t.ok(
-        pairs.flat().every((c) => c.client.chatId !== null),
-        'every chat is still on',
-      );
-      let lost = 0;
-      let twice = 0;
-      const late: string[] = [];
-      for (const [a, b] of pairs)
-        for (const [from, to] of [
-          [a, b],
-          [b, a],
-        ] as const) {
-          lost += from.sent.filter((m) => !to.received.includes(m)).length;
-          twice += to.received.length - new Set(to.received).size;
-          if (JSON.stringify(to.received) !== JSON.stringify(from.sent)) {
-            const moved = to.received.filter((m, i) => m !== from.sent[i]);
-            late.push(`${from.name} -> ${to.name}: ${moved.slice(0, 4).join(', ')}`);
-          }
-        }
-      t.equal(lost, 0, 'no message lost');
-      t.equal(twice, 0, 'no message twice');
-      t.same(late, [], 'every message in the order sent', {
-        todo: late.length > 0 ? 'a message arrived late across the drain (see the comment above talking())' : false,
-      });
-    },
-  };
 }
 
 /** The open-file limit the engine lets a container have: this machine's hard limit, at most the compose defaults. */

@@ -244,7 +244,7 @@ t.test('stopping one instance: its clients move to the others and resume; the ot
     },
     secureSocket,
   );
-  const busy = talking(t, pairs, 40, 'issue 11: a rare reorder across a drain (one message a place late)');
+  const busy = talking(t, pairs, 40);
   await sleep(600);
   const victim = cluster.instances[0];
   if (!victim) throw new Error('no instance');
