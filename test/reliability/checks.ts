@@ -1,0 +1,4 @@
+/** Every check of the suite, in the order they run (cheap and local first, the whole stack last). */
+import type { Check } from './table.js';
+
+export const checks: Check[] = [];
