@@ -128,6 +128,11 @@ export class RedisBroker implements Broker {
     this.#channel = this.channelOf(nodeId);
     const options: RedisOptions = {
       lazyConnect: true,
+      // No auto-pipelining (nor on the cluster): ioredis keeps one auto-pipeline per connection in flight, so a
+      // publish waited for the replies to the previous batch, a round trip through Redis that was most of the
+      // cross-instance p99; and its Pipeline object per batch was most of the broker's garbage. The bus batches
+      // its own publishes (#flush), and each command is written when issued, so Redis still sees them in order.
+      enableAutoPipelining: false,
       // Fail fast while disconnected: the relay answers `unavailable` rather than hold a client on a queue.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
@@ -144,7 +149,7 @@ export class RedisBroker implements Broker {
       const clusterOptions = {
         lazyConnect: true,
         enableOfflineQueue: false,
-        enableAutoPipelining: true,
+        enableAutoPipelining: false,
         shardedSubscribers: true,
         clusterRetryStrategy: (times: number) => Math.min(100 * times, 500),
         redisOptions: options,
@@ -152,7 +157,7 @@ export class RedisBroker implements Broker {
       this.#cmd = new Cluster(nodes, clusterOptions);
       this.#sub = new Cluster(nodes, clusterOptions);
     } else {
-      this.#cmd = new Redis(config.redisUrl, { ...options, enableAutoPipelining: true });
+      this.#cmd = new Redis(config.redisUrl, options);
       this.#sub = new Redis(config.redisUrl, options);
     }
     for (const [name, source] of Object.entries(SCRIPTS))
