@@ -159,7 +159,7 @@ export function gatewaySection(results, charts = './') {
   row(
     `resume storm through nginx, ${n(s.clients)} clients`,
     `all within ${n(STORM_TARGET_MS / 1000)} s`,
-    `${n(s.resumed)} resumed in ${n(s.ms)} ms`,
+    `${n(s.resumed)} resumed in ${n(s.ms)} ms (${n(s.tlsResumed ?? 0)} TLS sessions resumed)`,
     met(stormOk && s.clients >= 10_000),
   );
   row(
@@ -255,9 +255,10 @@ export function gatewaySection(results, charts = './') {
   if (!stormOk) {
     miss.push(
       `**Resume storm:** ${n(s.resumed)} of ${n(s.clients)} resumed, the last after ${n(s.ms)} ms ` +
-        `(${n(s.resumed / (s.ms / 1000))} resumes/s, each a full TLS handshake, an upgrade through nginx and a resume ` +
+        `(${n(s.resumed / (s.ms / 1000))} resumes/s, each a TLS handshake (${n(s.tlsResumed ?? 0)} of them resuming ` +
+        `the client's TLS session), an upgrade through nginx and a resume ` +
         `with 5 buffered messages). While it ran: ${shares(s.cpuShare)} of a core; ${n(s.resumeErrors)} reconnects ` +
-        `failed. Each resume through the gateway is a full TLS handshake on both sides, nginx's connection to an ` +
+        `failed. Each resume through the gateway is a TLS handshake on both sides, nginx's connection to an ` +
         `instance and the upgrade, before any resume work; the storm ran at ${n(s.resumed / (s.ms / 1000))} ` +
         `resumes/s, the connection phase set up ${n(Math.max(...c.steps.map((x) => x.setupPerSec)))} sessions/s at best: on this machine the storm is ` +
         `bound by handshakes, and ${n(s.clients)} within 5 s would need ${n(s.clients / 5)} of them per second ` +
@@ -267,6 +268,9 @@ export function gatewaySection(results, charts = './') {
   if (!rollingOk) {
     const noLive = (g.edgeLog?.['rolling restart'] ?? [])
       .filter((l) => l.line.includes('no live upstreams'))
+      .reduce((a, l) => a + l.count, 0);
+    const redisTimeouts = (g.edgeLog?.['rolling restart'] ?? [])
+      .filter((l) => l.line.includes('ioredis') && l.line.includes('at Timeout'))
       .reduce((a, l) => a + l.count, 0);
     miss.push(
       `**Rolling restart:** ${n(r.lost)} lost, ${n(r.duplicated)} duplicated, ${n(r.outOfOrder)} out of order. ` +
@@ -282,17 +286,24 @@ export function gatewaySection(results, charts = './') {
             `503 or refused connection): ${n(v.lost)} lost, ${n(v.duplicated)} duplicated of ${n(v.sent)}, ` +
             `${v.socketsAfter.map(n).join(' / ')} sockets per instance after it. `
           : '') +
-        (v && v.lost + v.duplicated < (r.lost + r.duplicated) / 2
-          ? `So most of the losses (${n(r.lost)} against ${n(v.lost)}) come from the gateway's passive health ` +
-            'check, not from the relay: '
-          : "The gateway's passive health check is one cause: ") +
-        "the template's `max_fails=1 fail_timeout=5s` takes a draining instance (503 to new sockets) or a stopped " +
-        "one out of rotation, and in nginx's upstream code an instance that failed is let back only when a request " +
-        'sent to it after `fail_timeout` finishes, which for a proxied WebSocket is when the socket closes; until ' +
-        'then each nginx worker sends it one new socket per 5 s (a standalone check on this machine: 150 fresh ' +
-        'sockets 12 s after a drain put 1 on the restarted instance). One instance after another goes out that ' +
-        'way, then all three; clients that cannot reach any instance during the drain grace lose their handover ' +
-        '(a snapshot moves only to a live instance that asks for it) and their chats are rebuilt or ended.' +
+        (v
+          ? (v.lost + v.duplicated < (r.lost + r.duplicated) / 2
+              ? `So most of the losses (${n(r.lost)} against ${n(v.lost)}) come from the gateway's passive health ` +
+                'check, not from the relay: '
+              : "The gateway's passive health check is one cause: ") +
+            "the template's `max_fails=1 fail_timeout=5s` takes a draining instance (503 to new sockets) or a stopped " +
+            "one out of rotation, and in nginx's upstream code an instance that failed is let back only when a request " +
+            'sent to it after `fail_timeout` finishes, which for a proxied WebSocket is when the socket closes; until ' +
+            'then each nginx worker sends it one new socket per 5 s. One instance after another goes out that ' +
+            'way, then all three; clients that cannot reach any instance during the drain grace lose their handover ' +
+            '(a snapshot moves only to a live instance that asks for it) and their chats are rebuilt or ended.'
+          : `The template's upstreams have \`max_fails=0\`, so nginx never took an instance out. ${n(redisTimeouts)} ` +
+            'Redis commands on the instances got no answer within their command timeout (the lines above with an ioredis ' +
+            '`Timeout`): a resume whose directory lookup times out cannot find the instance holding its session, so ' +
+            'its chat is rebuilt from the partner (`resend`) or, when that fails too, ended (`partner_gone`, which the ' +
+            "client is told): the messages such a chat's clients still held when it ended count as lost here. " +
+            `Machine contention (before the run / after the connection phase / at the end): some task waiting for a core ` +
+            `${contended(g, 'cpuPressure', '%')} of the minute.`) +
         (v && (v.lost > 0 || v.duplicated > 0 || v.outOfOrder > 0)
           ? ` With \`max_fails=0\` there were still ${n(v.lost)} lost, ${n(v.duplicated)} duplicated and ` +
             `${n(v.outOfOrder)} out of order; chats the relay ended: ${tally(v.endReasons)}; rebuilt from the ` +
@@ -391,7 +402,9 @@ export function gatewaySection(results, charts = './') {
     '',
     `Storm: ${n(s.clients)} clients paired, every one stops reading while its partner sends 5 messages, all drop at ` +
       `once and all resume at once through nginx with their own route keys (${n(results.profile.gateway.stormConcurrency)} ` +
-      `in flight per generator process): ${n(s.resumed)} had their 5 messages after ${n(s.ms)} ms. CPU while it ran: ` +
+      `in flight per generator process): ${n(s.resumed)} had their 5 messages after ${n(s.ms)} ms. Each client keeps ` +
+      "the TLS session nginx issued on its first connection and offers it again, as a browser does (nginx's shared " +
+      `session cache; tickets are off): ${n(s.tlsResumed ?? 0)} of the storm's handshakes resumed one. CPU while it ran: ` +
       `${shares(s.cpuShare)}.`,
     '',
     `Rolling restart: ${n(r.pairs)} pairs of typed clients (\`dist/src/client.js\`) send ${n(r.rate)} msg/s of 64 B in ` +

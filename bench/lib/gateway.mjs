@@ -212,6 +212,7 @@ async function startGateway(G, instances, firstPort, log) {
           upstreams,
           routePrefix: `r${randomBytes(3).toString('hex')}`,
           pingEveryMs: 20_000,
+          keepTlsSessions: true,
           balancedRoutes,
           // Below Linux's ephemeral range, which nginx needs for its own connections to the instances (and
           // below the bench's servers' ports, 18080 and up).
@@ -458,6 +459,8 @@ async function storm(gw, G) {
         resumed,
         ms: Math.round(ms),
         resumeErrors: sum(res, (r) => r.errors) - sum(conn, (r) => r.errors),
+        // Resumed TLS sessions (abbreviated handshakes) among the storm's connections; the rest were full handshakes.
+        tlsResumed: sum(res, (r) => r.tlsResumed),
         confirmMs: Math.round(Math.max(...dropped.map((r) => r.confirmMs))),
         unconfirmed: sum(dropped, (r) => r.unconfirmed),
         cpuShare: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / (ms / 1000)])),

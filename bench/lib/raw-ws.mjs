@@ -96,7 +96,7 @@ class RawSocket {
   pending = null;
   corked = false;
 
-  constructor(t, local, onText, onClose, resolve, reject) {
+  constructor(t, local, onText, onClose, resolve, reject, tls) {
     this.onText = onText;
     this.onClose = onClose;
     this.resolve = resolve;
@@ -115,9 +115,12 @@ class RawSocket {
           servername: t.servername,
           rejectUnauthorized: process.env.BENCH_TLS_VERIFY === '1',
           ...tlsTrust,
+          // A TLS session kept from this client's last connection: resumed, as a browser resumes its own.
+          ...(tls?.session ? { session: tls.session } : {}),
         })
       : connect(options);
     this.socket = socket;
+    if (t.secure && tls?.onSession) socket.on('session', tls.onSession);
     socket.once(t.secure ? 'secureConnect' : 'connect', () => socket.write(t.request));
     socket.once('error', (err) => {
       if (!this.upgraded) reject(err);
@@ -213,8 +216,14 @@ function uncork(raw) {
   raw.socket.uncork();
 }
 
-/** Opens ws:// or wss://host:port/path from `local` ({ address, port }); resolves with { send, close } once upgraded. */
-export function openRawSocket(url, local, onText, onClose) {
+/**
+ * Opens ws:// or wss://host:port/path from `local` ({ address, port }); resolves with { send, close } once upgraded.
+ * `tls` (wss only): `session` to resume, `onSession` to receive the session the server issues for next time.
+ */
+export function openRawSocket(url, local, onText, onClose, tls) {
   const t = target(url);
-  return new Promise((resolve, reject) => new RawSocket(t, local, onText, onClose, resolve, reject));
+  return new Promise((resolve, reject) => new RawSocket(t, local, onText, onClose, resolve, reject, tls));
 }
+
+/** Whether an open raw socket's TLS handshake resumed an earlier session (false for plain sockets). */
+export const tlsResumed = (raw) => raw.socket.isSessionReused?.() === true;

@@ -30,18 +30,18 @@ export function sourcePorts(first, count) {
 }
 
 /** Opens one socket; a source port still in use (TIME_WAIT from an earlier run) is skipped. */
-export async function openSocket(kind, url, localAddress, onText, onClose) {
+export async function openSocket(kind, url, localAddress, onText, onClose, tls) {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await openOnce(kind, url, { address: localAddress, port: takePort() }, onText, onClose);
+      return await openOnce(kind, url, { address: localAddress, port: takePort() }, onText, onClose, tls);
     } catch (err) {
       if (attempt >= 5 || !['EADDRINUSE', 'EADDRNOTAVAIL'].includes(err?.code)) throw err;
     }
   }
 }
 
-function openOnce(kind, url, local, onText, onClose) {
-  if (kind !== 'socketio') return openRawSocket(url, local, onText, onClose);
+function openOnce(kind, url, local, onText, onClose, tls) {
+  if (kind !== 'socketio') return openRawSocket(url, local, onText, onClose, tls);
   return new Promise((resolve, reject) => {
     const { origin } = new URL(url.replace(/^ws/, 'http'));
     const bind = { localAddress: local.address, localPort: local.port };

@@ -6,7 +6,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import hdr from 'hdr-histogram-js';
 import { consistentHash, routeKey } from './chash.mjs';
-import { trustCa } from './raw-ws.mjs';
+import { tlsResumed as isTlsResumed, trustCa } from './raw-ws.mjs';
 import { openSocket, sourcePorts } from './transport.mjs';
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -73,6 +73,9 @@ class Client {
         this.socket = null;
         lost?.(Object.assign(new Error('closed before the welcome'), { code: 'CLOSED_BEFORE_WELCOME' }));
       },
+      // Through the gateway each client keeps the TLS session nginx issued and resumes it when it reconnects, as a
+      // browser does; its first connection is always a full handshake.
+      this.w.keepTlsSessions ? { session: this.tlsSession, onSession: (s) => (this.tlsSession = s) } : undefined,
     );
     let timer;
     const welcomed = new Promise((resolve, reject) => {
@@ -421,9 +424,11 @@ class Worker {
       };
     });
     for (const c of this.clients) c.deaf = false;
+    let tlsResumed = 0;
     await inParallel([...this.clients], concurrency, async (c) => {
       try {
         await c.connect(true);
+        if (c.socket && isTlsResumed(c.socket)) tlsResumed++;
       } catch {
         this.errors++;
         waiting.delete(c);
@@ -432,7 +437,7 @@ class Worker {
     const timeout = new Promise((r) => setTimeout(r, 30_000));
     await Promise.race([finished, timeout]);
     this.onDelivered = null;
-    return { resumed: done, of: this.clients.length, ms: now() - started };
+    return { resumed: done, of: this.clients.length, ms: now() - started, tlsResumed };
   }
 
   /** `code` 1000: each client leaves (the relay forgets its session at once); none: the sockets just drop. */
