@@ -278,7 +278,7 @@ export function gatewaySection(results, charts = './') {
         `${n(r.freshIdentities)}; chats ended: ${tally(r.endReasons)}; clients still holding messages when the wait ` +
         `ended: ${n(r.pending)}. nginx answered ${n(noLive)} upgrades with "no live upstreams" (502) during the ` +
         `phase, and after the last restart only ${n(r.socketsAfter.reduce((x, y) => x + y, 0))} of ` +
-        `${n(r.clients)} clients had a socket (${r.socketsAfter.map(n).join(' / ')} per instance). nginx printed: ` +
+        `${n(r.clients)} clients had a socket (${r.socketsAfter.map(n).join(' / ')} per instance). nginx and the instances printed: ` +
         `${edgeLines(g, 'rolling restart')}. ` +
         (v
           ? `The same phase in the same run with \`max_fails=0\` on the instances (the rendered nginx.conf rewritten ` +
@@ -299,9 +299,9 @@ export function gatewaySection(results, charts = './') {
             '(a snapshot moves only to a live instance that asks for it) and their chats are rebuilt or ended.'
           : `The template's upstreams have \`max_fails=0\`, so nginx never took an instance out. ${n(redisTimeouts)} ` +
             'Redis commands on the instances got no answer within their command timeout (the lines above with an ioredis ' +
-            '`Timeout`): a resume whose directory lookup times out cannot find the instance holding its session, so ' +
-            'its chat is rebuilt from the partner (`resend`) or, when that fails too, ended (`partner_gone`, which the ' +
-            "client is told): the messages such a chat's clients still held when it ended count as lost here. " +
+            '`Timeout`): an instance that cannot reach the directory or the holder in time cannot move a session over, ' +
+            'so such chats were rebuilt from the partner (`resend`) or ended (`partner_gone`, which the client is ' +
+            "told): the messages an ended chat's clients still held count as lost here. " +
             `Machine contention (before the run / after the connection phase / at the end): some task waiting for a core ` +
             `${contended(g, 'cpuPressure', '%')} of the minute.`) +
         (v && (v.lost > 0 || v.duplicated > 0 || v.outOfOrder > 0)
