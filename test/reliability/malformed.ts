@@ -37,6 +37,8 @@ export interface Case {
   deviation?: string;
   /** Not run through the gateway (nginx answers handshakes itself, differently but rightly; see `gatewayExpect`). */
   directOnly?: boolean;
+  /** Why a directOnly case is not run through the gateway. */
+  gatewayNote?: string;
   /** Waits for a server timeout (about 10 s): runs alongside the others. */
   slow?: boolean;
   run(target: Target): Promise<RawConnection>;
@@ -53,14 +55,16 @@ const FAIL_CODES = new Set([1002, 1007, 1009]);
 const failedConnection = (c: RawConnection): boolean =>
   c.ended && (c.close === null || (c.close.code !== null && FAIL_CODES.has(c.close.code))) && c.bad.length === 0;
 
-const frames =
-  (...bufs: Buffer[]) =>
-  async (target: Target) => {
+const frames = (...bufs: Buffer[]) => {
+  const bytes = Buffer.concat(bufs);
+  return async (target: Target) => {
     const c = await RawConnection.welcomed(target);
-    for (const b of bufs) c.write(b);
+    // One write: thousands of small writes would busy this process, which also runs the bystander's clients.
+    c.write(bytes);
     await c.until(() => c.ended, 3000);
     return c;
   };
+};
 
 const ping = (t: number | string) => text(JSON.stringify({ type: 'ping', t }));
 const pongs = (c: RawConnection, t: number | string) =>
@@ -162,6 +166,13 @@ function slow(name: string, send: (url: string) => Parameters<typeof RawConnecti
     right: (c) => c.status !== 101 && c.ended && c.endedAfterMs <= HEADER_TIMEOUT_MS + 2000,
   };
 }
+
+/**
+ * The gateway (nginx/nginx.conf.template) sends `Connection: upgrade` and HTTP/1.1 to the relay whenever the client
+ * sent `Upgrade: websocket`, so it upgrades a request without `Connection: Upgrade`, or an HTTP/1.0 one, which the
+ * relay alone refuses. Lenient, not unsafe (the client asked for a WebSocket); left as is and reported.
+ */
+const NGINX_UPGRADES = 'nginx upgrades it (the gateway derives Connection from Upgrade and speaks HTTP/1.1 upstream)';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -389,7 +400,10 @@ export const CASES: Case[] = [
     check: (c) => c.headers.get('sec-websocket-version') === '13',
   }),
   handshake('Upgrade: h2c', (u) => upgradeRequest(u, { Upgrade: 'h2c' }), [400]),
-  handshake('no Connection: Upgrade', (u) => upgradeRequest(u, { Connection: 'keep-alive' }), [400]),
+  handshake('no Connection: Upgrade', (u) => upgradeRequest(u, { Connection: 'keep-alive' }), [400], {
+    directOnly: true,
+    gatewayNote: NGINX_UPGRADES,
+  }),
   handshake('POST with upgrade headers', (u) => upgradeRequest(u, {}, 'POST'), [405]),
   handshake('DELETE with upgrade headers', (u) => upgradeRequest(u, {}, 'DELETE'), [405]),
   {
@@ -423,14 +437,17 @@ export const CASES: Case[] = [
     [431],
   ),
   handshake('a 64 KiB header', (u) => upgradeRequest(u, {}, 'GET', [`X-Big: ${'a'.repeat(65_536)}`]), [431]),
-  handshake('HTTP/1.0 upgrade', (u) => upgradeRequest(u).replace('HTTP/1.1', 'HTTP/1.0'), [505, 400]),
+  handshake('HTTP/1.0 upgrade', (u) => upgradeRequest(u).replace('HTTP/1.1', 'HTTP/1.0'), [505, 400], {
+    directOnly: true,
+    gatewayNote: NGINX_UPGRADES,
+  }),
   slow('a request head that stops halfway', (u) => upgradeRequest(u).slice(0, 40)),
   slow('a request head sent 1 byte per 500 ms', (u) => async (write) => {
     const head = upgradeRequest(u);
     // Not awaited: the writes go on in the background while the case waits for the server to end it.
     void (async () => {
       for (const ch of head) {
-        write(ch);
+        if (!write(ch)) return;
         await sleep(500);
       }
     })();
@@ -490,15 +507,25 @@ export const crashLine = (line: string): boolean => {
   }
 };
 
-/** The bystander's rows: nothing lost, and its p99 during the attack within max(5 x before, 50 ms). */
+/**
+ * The bystander's latency bound: p99 during the attack at most max(5 x p99 before, 100 ms). What it guards
+ * against is the attack stalling the relay for everyone (a blocking parse, a loop over a huge frame, a crash and
+ * reconnects): that shows as hundreds of milliseconds or seconds (a bystander pacing itself behind a rate limit
+ * showed 13 s). Below 100 ms a chat does not feel slower, and on this machine (2 vCPUs shared by the attacker,
+ * the bystander, nginx, the relay and other work) p99 of a few hundred samples, close to their maximum, moves
+ * by tens of milliseconds from scheduling alone, so a tighter floor would fail on noise.
+ */
+const P99_FLOOR_MS = 100;
+
+/** The bystander's rows: nothing lost, and its p99 during the attack within the bound above. */
 export function bystanderRows(label: string, report: Awaited<ReturnType<Bystander['stop']>>): Row[] {
   const before = report.p99.before ?? Number.NaN;
   const during = report.p99.during ?? Number.NaN;
-  const bound = Math.max(before * 5, 50);
+  const bound = Math.max(before * 5, P99_FLOOR_MS);
   return [
     exactly(`${label}: bystander messages lost`, report.lost + report.duplicated + report.reordered, 0),
     {
-      test: `${label}: bystander p99 during (at most max(5 x before, 50 ms))`,
+      test: `${label}: bystander p99 during (at most max(5 x before, ${P99_FLOOR_MS} ms))`,
       figure: `${fmt(during)} ms (before ${fmt(before)} ms; bound ${fmt(bound)} ms; ${fmt(report.received)} delivered)`,
       pass: during <= bound && report.received > 0,
     },
@@ -516,7 +543,8 @@ function caseRows(label: string, cases: readonly Case[], result: TargetResult): 
   ];
 }
 
-async function direct(opts: CheckOptions, cases: readonly Case[]): Promise<Row[]> {
+/** The cases against one relay process (`rounds` times), with a bystander on it. */
+export async function direct(opts: CheckOptions, cases: readonly Case[], rounds = opts.quick ? 1 : 3): Promise<Row[]> {
   const relay = await spawnRelay({
     MAX_CONNECTIONS_PER_ADDRESS: '0',
     MAX_SESSIONS_PER_ADDRESS: '0',
@@ -524,9 +552,8 @@ async function direct(opts: CheckOptions, cases: readonly Case[]): Promise<Row[]
   });
   try {
     const bystander = await Bystander.start(() => relay.url, BYSTANDER_EVERY_MS);
-    await sleep(opts.quick ? 1000 : 3000);
+    await sleep(opts.quick ? 2000 : 5000);
     bystander.window('during');
-    const rounds = opts.quick ? 1 : 3;
     const result: TargetResult = { run: 0, wrong: [] };
     for (let i = 0; i < rounds; i++) {
       const r = await runCases({ url: relay.url }, 'direct', cases, 4, opts.log);
@@ -561,7 +588,8 @@ async function direct(opts: CheckOptions, cases: readonly Case[]): Promise<Row[]
 
 const repeat = <T>(xs: readonly T[], n: number): T[] => Array.from({ length: n }, () => xs).flat();
 
-async function gateway(opts: CheckOptions, cases: readonly Case[]): Promise<Row[]> {
+/** The cases through the nginx TLS gateway (startLocalCluster, one relay instance), with a bystander on it. */
+export async function gateway(opts: CheckOptions, cases: readonly Case[]): Promise<Row[]> {
   const lines: { source: string; line: string }[] = [];
   const httpsPort = await freePort();
   const cluster = await startLocalCluster({
@@ -580,7 +608,7 @@ async function gateway(opts: CheckOptions, cases: readonly Case[]): Promise<Row[
     const url = `wss://127.0.0.1:${httpsPort}/ws`;
     const secure = (u: string) => new WebSocket(u, { ca }) as unknown as WebSocketLike;
     const bystander = await Bystander.start(() => url, BYSTANDER_EVERY_MS, secure);
-    await sleep(opts.quick ? 1000 : 3000);
+    await sleep(opts.quick ? 2000 : 5000);
     bystander.window('during');
     const result = await runCases({ url, ca }, 'gateway', cases, 4, opts.log);
     const report = await bystander.stop();
@@ -610,6 +638,7 @@ export const malformed: Check = {
   async run(opts) {
     const rows = await direct(opts, CASES);
     rows.push(...(await gateway(opts, gatewayCases(CASES))));
+    for (const c of CASES.filter((c) => c.directOnly)) opts.log(`not through the gateway: ${c.name}: ${c.gatewayNote}`);
     const deviations = CASES.filter((c) => c.deviation).length;
     opts.log(`${deviations} cases where uWebSockets.js deviates from RFC 6455 (documented in each case)`);
     return rows;

@@ -151,7 +151,7 @@ export class RawConnection {
   /** Connects and sends `request` (bytes as given; a function may send them in pieces). */
   static async open(
     target: Target,
-    request: string | Buffer | ((write: (b: string | Buffer) => void) => Promise<void>) = upgradeRequest(target.url),
+    request: string | Buffer | ((write: (b: string | Buffer) => boolean) => Promise<void>) = upgradeRequest(target.url),
   ): Promise<RawConnection> {
     const conn = new RawConnection(target);
     await conn.#ready;
@@ -188,8 +188,11 @@ export class RawConnection {
     return this.#upgraded;
   }
 
-  write(b: string | Buffer): void {
-    if (!this.#socket.destroyed && this.#socket.writable) this.#socket.write(b);
+  /** False once the connection is gone (nothing written). */
+  write(b: string | Buffer): boolean {
+    if (this.#socket.destroyed || !this.#socket.writable) return false;
+    this.#socket.write(b);
+    return true;
   }
 
   /** Drops the connection without a close frame. */
