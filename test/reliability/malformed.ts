@@ -299,7 +299,7 @@ export const CASES: Case[] = [
     kind: 'framing',
     expect: 'the connection is closed (RFC 6455 7.4.2 allows 3000-3999 and asks to echo it)',
     deviation:
-      'uWebSockets.js treats 1012-2999 and 3000-3999 as invalid and answers with a close frame without a code; the relay sees a drop and keeps the session for a resume, as docs/protocol.md says for "any other code"',
+      'uWebSockets.js answers 3000 with a close frame without a code (it does not accept the registered range) rather than echoing it; the relay sees a drop and keeps the session for a resume, as docs/protocol.md says for "any other code"',
     run: frames(buildFrame({ opcode: OP.close, payload: closePayload(3000) })),
     right: (c) => c.ended && (c.close?.code === 3000 || c.close?.code === null),
   },
