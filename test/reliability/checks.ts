@@ -1,4 +1,6 @@
 /** Every check of the suite, in the order they run (cheap and local first, the whole stack last). */
+import { fuzz } from './fuzz.js';
+import { malformed } from './malformed.js';
 import type { Check } from './table.js';
 
-export const checks: Check[] = [];
+export const checks: Check[] = [malformed, fuzz];
