@@ -36,3 +36,29 @@ t.test('a session that moved to another instance leaves nothing of itself but it
   a.send({ type: 'msg', id: 'after', body: 'still forwarded' });
   t.match(await b2.next('msg'), { id: 'after' }, 'and a message still reaches it');
 });
+
+/**
+ * Also found by the privacy check: with Redis, an instance remembered a chat's pair (for the rematch cool-down)
+ * and a report's block under both ids, but forgot only its own session's entry when it ended; the partner's,
+ * if the partner lived on another instance, stayed for good: who chatted with whom, growing without bound.
+ */
+t.test('with Redis, no instance keeps who chatted with whom after both sessions ended', async (t) => {
+  const cluster = await startTestCluster('redis', { nodes: 2 });
+  t.teardown(cluster.close);
+  const remembered = () =>
+    cluster.nodes.map((n) => (n.server.broker.matchmaker as unknown as { remembered: number }).remembered);
+  // One chat that ends with a leave (its pair remembered for the rematch cool-down), one with a report (blocked).
+  for (const how of ['leave', 'report'] as const) {
+    const { a, b } = await pairAcross(cluster, 0, 1);
+    if (how === 'report') {
+      a.send({ type: 'report' });
+      await a.next('ended');
+    }
+    a.ws.close(1000);
+    await b.next('ended');
+    b.ws.close(1000);
+    await Promise.all([a.closed, b.closed]);
+  }
+  for (let i = 0; i < 40 && remembered().some((n) => n > 0); i++) await sleep(50);
+  t.same(remembered(), [0, 0], 'every instance forgot both sides of both pairs');
+});
