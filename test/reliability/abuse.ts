@@ -21,7 +21,6 @@ import { startLocalCluster } from '../../deploy/cluster.js';
 import { DEFAULT_LIMITS } from '../../deploy/nginx-config.js';
 import type { SocketFactory, WebSocketLike } from '../../src/client.js';
 import { settings } from '../../src/config.js';
-import type { WelcomeFrame } from '../../src/protocol.js';
 import { freePort } from '../fixtures/redis.js';
 import { type RelayProcess, spawnRelay } from '../fixtures/relay-process.js';
 import { sleep, TestClient } from '../fixtures/ws-client.js';
@@ -50,7 +49,7 @@ const ALLOWED = 'http://localhost:8080';
 const RESUME_WINDOW_MS = 1500;
 const D = (key: keyof typeof settings) => settings[key].def as number;
 
-interface Sizes {
+export interface AbuseSizes {
   quietMs: number;
   forgeries: number;
   floodFrames: number;
@@ -64,7 +63,21 @@ interface Sizes {
   gatewayConnAttempts: number;
 }
 
-const QUICK: Sizes = {
+/** For `npm test` (test/reliability-abuse.test.ts): every attack, small. */
+export const TINY: AbuseSizes = {
+  quietMs: 300,
+  forgeries: 8,
+  floodFrames: 100,
+  floodSeconds: 1,
+  connAttempts: 30,
+  ghostHellos: 60,
+  guessSockets: 2,
+  guessSeconds: 1,
+  reports: 2,
+  slowloris: 10,
+  gatewayConnAttempts: 30,
+};
+const QUICK: AbuseSizes = {
   quietMs: 700,
   forgeries: 24,
   floodFrames: 300,
@@ -77,7 +90,7 @@ const QUICK: Sizes = {
   slowloris: 80,
   gatewayConnAttempts: 60,
 };
-const FULL: Sizes = {
+const FULL: AbuseSizes = {
   quietMs: 2000,
   forgeries: 256,
   floodFrames: 2000,
@@ -95,7 +108,7 @@ const FULL: Sizes = {
 async function underAttack(
   name: string,
   url: () => string,
-  sizes: Sizes,
+  sizes: AbuseSizes,
   attack: () => Promise<Row[]>,
   createSocket?: SocketFactory,
 ): Promise<Row[]> {
@@ -254,7 +267,7 @@ async function origins(relay: RelayProcess): Promise<Row[]> {
   ];
 }
 
-async function forgery(relay: RelayProcess, sizes: Sizes): Promise<Row[]> {
+async function forgery(relay: RelayProcess, sizes: AbuseSizes): Promise<Row[]> {
   const from = { localAddress: '127.0.0.21' };
   // The victim: in a chat with a partner, both connected. A session that expires and one that leaves, too.
   const [victim, vw] = await TestClient.hello(relay.url, from);
@@ -324,7 +337,7 @@ async function forgery(relay: RelayProcess, sizes: Sizes): Promise<Row[]> {
   ];
 }
 
-async function messageFlood(relay: RelayProcess, sizes: Sizes, canaries: Canaries): Promise<Row[]> {
+async function messageFlood(relay: RelayProcess, sizes: AbuseSizes, canaries: Canaries): Promise<Row[]> {
   const from = { localAddress: '127.0.0.31' };
   const [flooder, fw] = await TestClient.hello(relay.url, from);
   const [partner] = await TestClient.hello(relay.url, { localAddress: '127.0.0.32' });
@@ -384,7 +397,7 @@ async function messageFlood(relay: RelayProcess, sizes: Sizes, canaries: Canarie
   ];
 }
 
-async function connectionFlood(relay: RelayProcess, sizes: Sizes): Promise<Row[]> {
+async function connectionFlood(relay: RelayProcess, sizes: AbuseSizes): Promise<Row[]> {
   const cap = D('maxConnectionsPerAddress');
   const results = await inBatches(sizes.connAttempts, () => upgrade(relay.url, { localAddress: '127.0.0.41' }));
   const open = results.filter((r): r is WebSocket => typeof r !== 'number');
@@ -404,7 +417,7 @@ async function connectionFlood(relay: RelayProcess, sizes: Sizes): Promise<Row[]
   ];
 }
 
-async function ghostFlood(relay: RelayProcess, sizes: Sizes): Promise<Row[]> {
+async function ghostFlood(relay: RelayProcess, sizes: AbuseSizes): Promise<Row[]> {
   const cap = D('maxSessionsPerAddress');
   // Let earlier attacks' sessions expire from the count first.
   const base = await gauge(relay.http, 'relay_sessions');
@@ -437,7 +450,7 @@ async function ghostFlood(relay: RelayProcess, sizes: Sizes): Promise<Row[]> {
   ];
 }
 
-async function inviteGuessing(relay: RelayProcess, sizes: Sizes, canaries: Canaries): Promise<Row[]> {
+async function inviteGuessing(relay: RelayProcess, sizes: AbuseSizes, canaries: Canaries): Promise<Row[]> {
   // Real codes to hit: a few open invites.
   const open: string[] = [];
   for (let i = 0; i < 5; i++) {
@@ -502,7 +515,7 @@ async function inviteGuessing(relay: RelayProcess, sizes: Sizes, canaries: Canar
   ];
 }
 
-async function reportAbuse(relay: RelayProcess, sizes: Sizes): Promise<Row[]> {
+async function reportAbuse(relay: RelayProcess, sizes: AbuseSizes): Promise<Row[]> {
   const threshold = D('reportThreshold');
   // A pair meets at random (nobody else is queued: the bystander is chatting), and `reporter` reports.
   const meetAndReport = async (reporterAddr: string, victimAddr: string) => {
@@ -538,7 +551,11 @@ async function reportAbuse(relay: RelayProcess, sizes: Sizes): Promise<Row[]> {
       victimFree ? 0 : 1,
       0,
     ),
-    exactly(`report abuse control: ${threshold} reporting addresses put the reported address on cool-down`, controlFree ? 0 : 1, 1),
+    exactly(
+      `report abuse control: ${threshold} reporting addresses put the reported address on cool-down`,
+      controlFree ? 0 : 1,
+      1,
+    ),
   ];
 }
 
@@ -589,7 +606,10 @@ async function slowloris(
           s.on('error', () => {});
           s.once('connect', () => {
             from = Date.now();
-            trickle(s, Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, ...randomBytes(32)]));
+            trickle(
+              s,
+              Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, ...randomBytes(32)]),
+            );
           });
           s.once('close', () => {
             clearTimeout(guard);
@@ -604,7 +624,10 @@ async function slowloris(
           s.on('error', () => {});
           s.once('secureConnect', () => {
             from = Date.now();
-            trickle(s, Buffer.from(`GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nX-${'a'.repeat(200)}`));
+            trickle(
+              s,
+              Buffer.from(`GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nX-${'a'.repeat(200)}`),
+            );
           });
           s.once('close', () => {
             clearTimeout(guard);
@@ -621,7 +644,7 @@ async function slowloris(
   return { handshake, headers, neverClosed };
 }
 
-async function gateway(opts: CheckOptions, sizes: Sizes): Promise<Row[]> {
+async function gateway(opts: CheckOptions, sizes: AbuseSizes): Promise<Row[]> {
   const httpsPort = await freePort();
   const cluster = await startLocalCluster({
     instances: 1,
@@ -676,7 +699,9 @@ async function gateway(opts: CheckOptions, sizes: Sizes): Promise<Row[]> {
           // A normal client in the middle of it.
           await sleep(3000);
           const t0 = Date.now();
-          const [c] = await TestClient.hello(`${wss}?route=late`, { ca, localAddress: '127.0.0.92' }).catch(() => [null]);
+          const [c] = await TestClient.hello(`${wss}?route=late`, { ca, localAddress: '127.0.0.92' }).catch(() => [
+            null,
+          ]);
           const lateMs = Date.now() - t0;
           c?.close();
           const r = await attack;
@@ -708,8 +733,11 @@ async function gateway(opts: CheckOptions, sizes: Sizes): Promise<Row[]> {
 
 export const abuse: Check = {
   name: 'abuse',
-  async run(opts) {
-    const sizes = opts.quick ? QUICK : FULL;
+  run: (opts) => runAbuse(opts, opts.quick ? QUICK : FULL),
+};
+
+export async function runAbuse(opts: CheckOptions, sizes: AbuseSizes): Promise<Row[]> {
+  {
     const canaries = new Canaries();
     const relay = await spawnRelay({
       ALLOWED_ORIGINS: ALLOWED,
@@ -750,5 +778,5 @@ export const abuse: Check = {
     }
     rows.push(...(await gateway(opts, sizes)));
     return rows;
-  },
-};
+  }
+}

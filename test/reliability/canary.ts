@@ -7,7 +7,21 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 
-export type CanaryKind = 'body' | 'interest' | 'invite' | 'token' | 'session' | 'chat' | 'address';
+export type CanaryKind =
+  | 'body'
+  | 'interest'
+  /** A code the relay made (POST /api/v1/invites). */
+  | 'invite'
+  /** A code a client made up (never valid). */
+  | 'guess'
+  | 'token'
+  | 'session'
+  /** The id of a session someone reported: kept on purpose for REPORT_WINDOW_MS (the cool-down needs it). */
+  | 'reported'
+  /** The id of a session that resumed on another instance: the old one forwards to it for 60 s (FORWARD_MS). */
+  | 'moved'
+  | 'chat'
+  | 'address';
 
 export interface Canary {
   kind: CanaryKind;
@@ -21,6 +35,8 @@ export interface Hit {
   canary: string;
   /** Some context around the first find, canary itself masked. */
   around: string;
+  /** The whole canary, for debugging only (PRIVACY_KEEP_SNAPSHOTS). */
+  full: string;
 }
 
 /** The prefix of every generated canary: a scan finds them all in one pass. */
@@ -102,7 +118,12 @@ export class Canaries {
 function hit(kind: CanaryKind, value: string, buf: Buffer, at: number): Hit {
   const before = buf.toString('latin1', Math.max(0, at - 60), at);
   const after = buf.toString('latin1', at + value.length, at + value.length + 60);
-  return { kind, canary: `${value.slice(0, 12)}…`, around: `${before}[${kind}]${after}`.replace(/[^\x20-\x7e]/g, '.') };
+  return {
+    kind,
+    full: value,
+    canary: `${value.slice(0, 12)}…`,
+    around: `${before}[${kind}]${after}`.replace(/[^\x20-\x7e]/g, '.'),
+  };
 }
 
 /** Hits counted by kind, for a figure: "0 hits" or "2 hits (body 1, token 1)". */

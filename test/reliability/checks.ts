@@ -1,5 +1,6 @@
 /** Every check of the suite, in the order they run (cheap and local first, the whole stack last). */
 import { abuse } from './abuse.js';
+import { privacy } from './privacy.js';
 import type { Check } from './table.js';
 
-export const checks: Check[] = [abuse];
+export const checks: Check[] = [abuse, privacy];
