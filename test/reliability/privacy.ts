@@ -43,6 +43,9 @@ const RELAY_ENV = {
   REMATCH_COOLDOWN_MS: '0',
   // A matched waiter's interest-wait timer keeps its ticket (id, interests) until this runs out.
   MATCH_INTEREST_WAIT_MS: '1000',
+  // The workload talks faster than a person (rate limits are the abuse check's business).
+  RATE_LIMIT_PER_SEC: '1000',
+  RATE_LIMIT_BURST: '1000',
   DRAIN_GRACE_MS: '0',
 };
 /** After the window: the sweep that drops expired sessions and buffers runs on timers; give it this long. */
