@@ -470,6 +470,11 @@ class RedisMatchmaker implements Matchmaker {
     await this.b.run('relayCancel', id);
   }
 
+  /** Sessions this instance remembers blocks or recent partners for (a leak check for tests). */
+  get remembered(): number {
+    return new Set([...this.#blocks.keys(), ...this.#recent.keys()]).size;
+  }
+
   handOver(id: string): void {
     this.#retries.get(id)?.cancel();
     this.#retries.delete(id);
@@ -481,11 +486,13 @@ class RedisMatchmaker implements Matchmaker {
   }
 
   async rememberPair(a: string, c: string, until: number): Promise<void> {
+    const now = this.clock.now();
     for (const [x, y] of [
       [a, c],
       [c, a],
     ] as const) {
       const map = this.#recent.get(x) ?? new Map<string, number>();
+      for (const [id, t] of map) if (t <= now) map.delete(id);
       map.set(y, until);
       this.#recent.set(x, map);
     }
@@ -493,8 +500,16 @@ class RedisMatchmaker implements Matchmaker {
   }
 
   async forget(id: string): Promise<void> {
-    this.#blocks.delete(id);
-    this.#recent.delete(id);
+    // Both directions: the partner's entry names this session too, and if the partner lives on another
+    // instance, nothing here would ever forget it (who chatted with whom, kept for good).
+    for (const map of [this.#blocks, this.#recent] as Map<string, Set<string> | Map<string, number>>[]) {
+      for (const other of map.get(id)?.keys() ?? []) {
+        const entry = map.get(other);
+        entry?.delete(id);
+        if (entry?.size === 0) map.delete(other);
+      }
+      map.delete(id);
+    }
     if (this.b.up) await this.b.run('relayForget', id);
   }
 

@@ -531,9 +531,12 @@ export class Relay {
     }
     this.sessions.delete(session);
     this.#movedTo.get(session.id)?.timer.cancel();
-    this.#movedTo.set(session.id, {
+    // The timer keeps the id alone: a closure over `session` would hold the moved session's whole state (its
+    // chat, partner, interests, address key) in this instance's memory for FORWARD_MS after it left.
+    const id = session.id;
+    this.#movedTo.set(id, {
       node: env.node,
-      timer: this.#clock.schedule(FORWARD_MS, () => this.#movedTo.delete(session.id)),
+      timer: this.#clock.schedule(FORWARD_MS, () => this.#movedTo.delete(id)),
     });
     this.#sendTo(env.node, { t: 'adopted', to: session.id, req: env.req, snapshot });
     // After the answer, so anything the partner sent before hearing of the move is forwarded behind it.

@@ -1,6 +1,8 @@
 /** Every check of the suite, in the order they run (cheap and local first, the whole stack last). */
+import { abuse } from './abuse.js';
 import { fuzz } from './fuzz.js';
 import { malformed } from './malformed.js';
+import { privacy } from './privacy.js';
 import type { Check } from './table.js';
 
-export const checks: Check[] = [malformed, fuzz];
+export const checks: Check[] = [malformed, fuzz, abuse, privacy];
