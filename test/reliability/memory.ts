@@ -1,6 +1,6 @@
 /**
  * Memory over time: waves of ordinary visitors (connect, say hello, find a
- * partner, exchange a few messages, leave), against one relay process and
+ * partner, exchange a few messages, leave the chat, close the page), against one relay process and
  * against three over one redis-server. After each wave every session and
  * socket must be gone; then a full GC is forced in every relay process
  * (through the inspector, relay-stats.ts) and its V8 heap used and resident
@@ -79,6 +79,12 @@ async function wave(target: Target, clients: number, messages: number): Promise<
         c.send({ type: 'ack', seq: m.seq });
         delivered++;
       }
+    });
+    // One side of each chat clicks "leave" (the chat ends for both, and the pair is remembered for the
+    // rematch cool-down), then both close the page.
+    await pool(conns, 200, async (c) => {
+      if (c.all('matched')[0]?.initiator) c.send({ type: 'leave' });
+      await c.next('ended', 30_000);
     });
     for (const c of conns) c.ws.close(1000);
     await pool(conns, 500, (c) => c.closeEvent(10_000).catch(() => c.close()));
