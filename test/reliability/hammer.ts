@@ -505,7 +505,7 @@ export async function hammerTarget(instances: 1 | 3, o: HammerOptions, log: (l: 
     const g = left.gauges;
     const rows: Row[] = [
       {
-        test: `${name}: operations done (${o.clients} clients, seed ${o.seed})`,
+        test: `${name}: operations done (${o.clients} clients from ${Math.min(o.clients, 250)} addresses, seed ${o.seed})`,
         figure: `${fmt(ops)} in ${fmt(Math.round(ranS))} s (at least ${fmt(o.clients * (o.durationMs / 1000))}: 1 per client per s)`,
         pass: ops >= o.clients * (o.durationMs / 1000),
       },
@@ -514,7 +514,7 @@ export async function hammerTarget(instances: 1 | 3, o: HammerOptions, log: (l: 
         figure: `${fmt(dead + crashes.length + stderr.length + internal)} (${instances - dead} of ${instances} alive, ${crashes.length} error/fatal log lines, ${stderr.length} stderr lines, ${internal} closes 1011)`,
         pass: dead + crashes.length + stderr.length + internal === 0,
       },
-      exactly(`${name}: sessions once all left + resume window`, g.sessions, 0),
+      exactly(`${name}: sessions once all gone + resume window (${SHORT_WINDOWS.RESUME_WINDOW_MS} ms)`, g.sessions, 0),
       exactly(`${name}: open sockets then`, g.connections, 0),
       {
         test: `${name}: buffered messages then`,
