@@ -451,11 +451,23 @@ const GAUGE_KEYS: (keyof RelayGauges)[] = [
 ];
 
 /** Waits (up to the resume window, two sweeps and the invite TTL twice, plus slack) until nothing is left. */
-async function settle(target: Target): Promise<{ gauges: RelayGauges; keys: string[]; ms: number }> {
+async function settle(
+  target: Target,
+  log: (l: string) => void,
+): Promise<{ gauges: RelayGauges; keys: string[]; ms: number }> {
   const limit = Number(SHORT_WINDOWS.RESUME_WINDOW_MS) + 2 * SWEEP_MS + 2 * Number(SHORT_WINDOWS.INVITE_TTL_MS) + 5000;
   const start = Date.now();
+  let said = 0;
   const g = await pollUntil(
-    () => target.gauges(),
+    async () => {
+      const v = await target.gauges();
+      // A slow settle says what is still there, every 5 s.
+      if (Date.now() - start >= (said + 1) * 5000) {
+        said++;
+        log(`still there after ${said * 5} s: ${JSON.stringify(v)}`);
+      }
+      return v;
+    },
     (v) => allZero(v, GAUGE_KEYS),
     limit,
   );
@@ -480,7 +492,7 @@ export async function hammerTarget(instances: 1 | 3, o: HammerOptions, log: (l: 
   try {
     log(`${name}: warm-up, ${o.clients} clients for ${o.warmupMs / 1000} s`);
     await hammerWave(target, o.clients, o.warmupMs, o.seed ^ 0x5bd1e995);
-    await settle(target);
+    await settle(target, log);
     const base = await Promise.all(target.relays.map((r) => collectGarbage(r)));
     log(
       `${name}: baseline RSS ${base.map((b) => `${mb(b.rss)} MB`).join(', ')}; ${o.clients} clients for ${o.durationMs / 1000} s, seed ${o.seed}`,
@@ -494,7 +506,7 @@ export async function hammerTarget(instances: 1 | 3, o: HammerOptions, log: (l: 
       `${name}: errors: ${summary(tally.errors, 20)}; closes: ${summary(tally.closes, 20)}; http: ${summary(tally.http)}`,
     );
     const h = health(target.relays);
-    const left = await settle(target);
+    const left = await settle(target, log);
     const after = await Promise.all(target.relays.map((r) => collectGarbage(r)));
     const h2 = health(target.relays);
     const dead = Math.max(h.dead, h2.dead);
