@@ -478,50 +478,33 @@ class RedisMatchmaker implements Matchmaker {
   handOver(id: string): void {
     this.#retries.get(id)?.cancel();
     this.#retries.delete(id);
+    // The session lives elsewhere now: its forget() will run there, never here.
+    this.#blocks.delete(id);
+    this.#recent.delete(id);
   }
 
+  // The local copies are kept under `a` alone, this instance's own session (the local room checks both ways): an
+  // entry under a partner on another instance would never be dropped here, since its forget() runs there.
   async block(a: string, c: string): Promise<void> {
-    this.#note(this.#blocks, a, c);
+    const set = this.#blocks.get(a) ?? new Set<string>();
+    set.add(c);
+    this.#blocks.set(a, set);
     await this.b.run('relayRemember', a, c, -1, this.config.resumeWindowMs, this.clock.now());
   }
 
   async rememberPair(a: string, c: string, until: number): Promise<void> {
     const now = this.clock.now();
-    for (const [x, y] of [
-      [a, c],
-      [c, a],
-    ] as const) {
-      const map = this.#recent.get(x) ?? new Map<string, number>();
-      for (const [id, t] of map) if (t <= now) map.delete(id);
-      map.set(y, until);
-      this.#recent.set(x, map);
-    }
+    const map = this.#recent.get(a) ?? new Map<string, number>();
+    for (const [id, t] of map) if (t <= now) map.delete(id);
+    map.set(c, until);
+    this.#recent.set(a, map);
     await this.b.run('relayRemember', a, c, until, this.config.resumeWindowMs, this.clock.now());
   }
 
   async forget(id: string): Promise<void> {
-    // Both directions: the partner's entry names this session too, and if the partner lives on another
-    // instance, nothing here would ever forget it (who chatted with whom, kept for good).
-    for (const map of [this.#blocks, this.#recent] as Map<string, Set<string> | Map<string, number>>[]) {
-      for (const other of map.get(id)?.keys() ?? []) {
-        const entry = map.get(other);
-        entry?.delete(id);
-        if (entry?.size === 0) map.delete(other);
-      }
-      map.delete(id);
-    }
+    this.#blocks.delete(id);
+    this.#recent.delete(id);
     if (this.b.up) await this.b.run('relayForget', id);
-  }
-
-  #note(map: Map<string, Set<string>>, a: string, c: string): void {
-    for (const [x, y] of [
-      [a, c],
-      [c, a],
-    ] as const) {
-      const set = map.get(x) ?? new Set<string>();
-      set.add(y);
-      map.set(x, set);
-    }
   }
 
   /** Applies what waited for the broker: cancels. (The relay finds again for its waiters.) */

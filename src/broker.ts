@@ -36,7 +36,10 @@ export interface Matchmaker {
   find(ticket: Ticket): Promise<FindOutcome>;
   /** Leaves the queue (no-op if not in it, or already taken by a match being reported). */
   cancel(id: string): Promise<void>;
-  /** The waiter moved to another instance, which takes its ticket over: stop looking for it from here. */
+  /**
+   * The session moved to another instance, which takes its ticket (if it waits) over: stop looking for it from
+   * here, and drop what was kept here about it (its forget() will run on the other instance).
+   */
   handOver(id: string): void;
   /** Never pair these two again (a block or a report, either way). */
   block(a: string, b: string): Promise<void>;

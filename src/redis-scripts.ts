@@ -71,6 +71,8 @@ local function consider(queue, needFlex)
     local tk = redis.call('HMGET', P .. 't:' .. w, 'node', 'flex')
     if not tk[1] or not alive(tk[1]) then
       drop(w)
+      -- A ticket whose TTL ran out no longer names its tags, so drop() cannot take it out of this queue.
+      redis.call('ZREM', queue, w)
     elseif needFlex and tonumber(tk[2]) > now then
       -- Not flexible yet (by this caller's clock): look again when it is, or two waiters could wait for good.
       retry = math.min(retry or tonumber(tk[2]), tonumber(tk[2]))

@@ -518,8 +518,9 @@ export class Relay {
     session.expiry?.cancel();
     session.expiry = null;
     // A wait is not cancelled here: the new instance takes it over (finding again replaces the ticket, joining the
-    // same code again moves the holder), so there is no moment in which the session has lost its place.
-    if (session.state === 'queued' && session.inviteCode === null) this.#broker.matchmaker.handOver(session.id);
+    // same code again moves the holder), so there is no moment in which the session has lost its place. Whatever
+    // its state, what this instance kept about it for matching goes (the shared copy stays, for the new instance).
+    this.#broker.matchmaker.handOver(session.id);
     const old = session.conn;
     session.conn = null;
     if (old) this.#close(old, 'session_replaced');

@@ -109,7 +109,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Rel
   const sweeper = setInterval(() => relay.sweep(), SWEEP_INTERVAL_MS);
   sweeper.unref();
   // Shared keys expire a resume window after their last refresh, so a dead instance leaves no trace for longer.
-  const refresher = setInterval(() => relay.refreshShared(), Math.max(1000, Math.floor(config.resumeWindowMs / 3)));
+  // Three refreshes per window, whatever the window: a floor above a third of it let a short window's keys (a
+  // waiter's ticket, a directory entry) expire while their session was alive.
+  const refresher = setInterval(() => relay.refreshShared(), Math.max(10, Math.floor(config.resumeWindowMs / 3)));
   refresher.unref();
 
   return new Promise((resolve, reject) => {
