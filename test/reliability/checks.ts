@@ -1,4 +1,5 @@
 /** Every check of the suite, in the order they run (cheap and local first, the whole stack last). */
+import { churn } from './churn.js';
 import type { Check } from './table.js';
 
-export const checks: Check[] = [];
+export const checks: Check[] = [churn];
