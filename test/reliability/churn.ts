@@ -30,6 +30,8 @@ export interface Route {
 
 export interface Busy {
   redis: TestRedis;
+  /** The instances' REDIS_PREFIX (a replacement instance joins with it). */
+  prefix: string;
   nodes: RelayProcess[];
   /** What clients connect to; a test that takes an instance out removes it here first. */
   live: RelayProcess[];
@@ -59,9 +61,10 @@ export async function busyCluster(
   count: number,
   everyMs: number,
   env: Record<string, string> = {},
-  envFor: (i: number) => Record<string, string> = () => ({}),
+  prepare?: (redis: TestRedis) => Promise<(i: number) => Record<string, string>>,
 ): Promise<Busy> {
   const redis = await startRedis({ tcp: true });
+  const envFor = prepare ? await prepare(redis) : () => ({});
   const prefix = `f${Math.random().toString(36).slice(2, 8)}:`;
   const nodes = await Promise.all(
     [0, 1, 2].map((i) => spawnRelay(relayEnv(redis, prefix, i, { ...env, ...envFor(i) }))),
@@ -69,6 +72,7 @@ export async function busyCluster(
   const made: Route[] = [];
   const busy: Busy = {
     redis,
+    prefix,
     nodes,
     live: [...nodes],
     pairs: [],
