@@ -388,8 +388,8 @@ async function nginxReload(sockets: number, log: Log): Promise<Row[]> {
     log(`nginx reload: ${open} sockets, ${idleClosed} idle closed, chats flow ${service} ms after reload`);
     return [
       {
-        test: `nginx -s reload under ${fmt(sockets)} open sockets: idle sockets dropped`,
-        figure: `${fmt(idleClosed)} of ${fmt(idle.length)} (the old workers close them after 3 s; clients resume)`,
+        test: `nginx -s reload: sockets open at the reload (of ${fmt(sockets)}), idle ones dropped`,
+        figure: `${fmt(open)} open; ${fmt(idleClosed)} of ${fmt(idle.length)} idle dropped by the old workers (3 s)`,
         pass: open >= sockets,
       },
       atMost('nginx reload: time until every chat flows again', service, 3000 + 6000, ' ms'),
