@@ -263,10 +263,15 @@ export class RedisBroker implements Broker {
       const sent = this.#sharded
         ? (this.#cmd as Cluster).spublish(channel, text)
         : (this.#cmd as Redis).publish(channel, text);
-      sent.catch(() => {
-        // At most once, like the pub/sub under it: the relay re-sends unstored messages when the bus is back.
-        this.#counts.errors++;
-      });
+      sent.then(
+        (receivers) => {
+          if (receivers === 0) this.#events?.unheard?.(node, batch);
+        },
+        () => {
+          // At most once, like the pub/sub under it: the relay re-sends unstored messages when the bus is back.
+          this.#counts.errors++;
+        },
+      );
     }
     this.#outbox.clear();
   };

@@ -99,6 +99,11 @@ export interface BrokerEvents {
   nodeGone(node: string): void;
   /** The bus went down or came back (after the broker restored its own state). */
   health(up: boolean): void;
+  /**
+   * Envelopes for `node` that no instance heard (Redis counted no subscriber on its channel: it was cut off from
+   * Redis, or it died). Pub/sub keeps nothing for later, so they are gone.
+   */
+  unheard?(node: string, envs: readonly Envelope[]): void;
 }
 
 export interface BrokerStats {

@@ -179,7 +179,29 @@ export class Relay {
       health: (up) => {
         if (up) this.#onBusBack();
       },
+      unheard: (_node, envs) => this.#onUnheard(envs),
     });
+  }
+
+  /**
+   * Envelopes no instance heard: the partner's instance was cut off from Redis (or dead), and pub/sub kept
+   * nothing, so a message among them would never be stored nor answered, and one sent after it, once that
+   * instance hears again, would overtake it. Each sender is told `unavailable` for its oldest such message,
+   * which holds back its later ones (as a rate refusal does): the client sends it and everything after it
+   * again, in order. It stays in flight, so a rebuild still counts it among the lost.
+   */
+  #onUnheard(envs: readonly Envelope[]): void {
+    const told = new Set<Session>();
+    const now = this.#clock.now();
+    for (const env of envs) {
+      if (env.t !== 'msg') continue;
+      const s = this.sessions.get(env.from);
+      const side = s?.chat;
+      if (!s || told.has(s) || !side || side.id !== env.chat || !side.inflight?.has(env.id)) continue;
+      told.add(s);
+      if (s.heldMessage(now) === null) s.holdMessage(env.id, now + UNAVAILABLE_RETRY_MS + HOLD_GRACE_MS);
+      this.#error(s, 'unavailable', env.id, undefined, UNAVAILABLE_RETRY_MS);
+    }
   }
 
   stats(): RelayStats {
