@@ -305,7 +305,7 @@ export class RelayClient {
         break;
       }
       case 'delivered':
-        for (const [id, kept] of this.#undelivered) if (kept.seq <= frame.seq) this.#undelivered.delete(id);
+        this.#deliveredUpTo(frame.seq);
         break;
       case 'resend':
         this.#resend();
@@ -338,8 +338,15 @@ export class RelayClient {
     };
     this.#ready = true;
     if (!sameIdentity || !frame.chat || frame.chat.id !== this.chatId) this.#enterChat(frame.chat?.id ?? null);
+    // A `delivered` sent while this client was away never reached it: the welcome's mark says what arrived.
+    else this.#deliveredUpTo(frame.chat.deliveredSeq);
     // Resumed into the same chat: what the server had not confirmed goes again, in order.
     this.#pump();
+  }
+
+  /** The partner has every message of ours up to `seq`: none of those is kept for a `resend` any more. */
+  #deliveredUpTo(seq: number): void {
+    for (const [id, kept] of this.#undelivered) if (kept.seq <= seq) this.#undelivered.delete(id);
   }
 
   /** A different chat (or none) starts: nothing received yet, nothing of the old chat to re-send. */

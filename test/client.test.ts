@@ -137,3 +137,28 @@ t.test('unavailable pauses the outbox and sends again from the refused message, 
     [one, two, three, two, three],
   );
 });
+
+t.test("a resumed welcome's deliveredSeq releases what the partner got while the client was away", async (t) => {
+  const { client, sockets } = await connected();
+  const first = sockets[0] as ScriptedSocket;
+  client.sendMessage('one');
+  client.sendMessage('two');
+  const ids = first.written.filter((f) => f.type === 'msg').map((f) => f.id as string);
+  first.serve({ type: 'sent', id: ids[0] as string, seq: 1 });
+  first.serve({ type: 'sent', id: ids[1] as string, seq: 2 });
+  t.equal(client.undelivered, 2, 'both kept until delivered');
+  // The link drops; meanwhile the partner acknowledges the first. That `delivered` went to no socket.
+  const again = client.connect();
+  const second = sockets[1] as ScriptedSocket;
+  second.open();
+  const w = welcome(true, 'c1');
+  second.serve({ ...w, chat: { ...(w.chat as object), sentSeq: 2, deliveredSeq: 1 } });
+  await again;
+  t.equal(client.undelivered, 1, 'the welcome said seq 1 arrived: only seq 2 is still kept');
+  second.serve({ type: 'resend', after: 1 });
+  t.same(
+    second.written.filter((f) => f.type === 'msg').map((f) => f.body),
+    ['two'],
+    'a resend sends only what was not delivered',
+  );
+});

@@ -164,8 +164,8 @@ t.test('npm test output: concise, failures in full, no ERROR on success, and .ci
   const passing = "import t from 'tap';\nt.test('adds', async (t) => { t.equal(1 + 1, 2); t.ok(true); });\n";
   const failing = "import t from 'tap';\nt.test('multiplies', async (t) => { t.equal(2 * 2, 5, 'two twos'); });\n";
   const [ok, bad] = await Promise.all([
-    runLikeNpmTest({ 'a.test.mjs': passing }),
-    runLikeNpmTest({ 'a.test.mjs': passing, 'b.test.mjs': failing }),
+    runLikeNpmTest({ 'a.test.js': passing }),
+    runLikeNpmTest({ 'a.test.js': passing, 'b.test.js': failing }),
   ]);
 
   t.equal(ok.status, 0, 'a green run exits 0');
@@ -178,7 +178,7 @@ t.test('npm test output: concise, failures in full, no ERROR on success, and .ci
   t.equal(bad.status, 1, 'a red run exits 1');
   t.match(bad.output, /multiplies > two twos/, 'the failing assertion is named');
   t.match(bad.output, /--- expected\n\s*\+\+\+ actual[\s\S]*-5\n\s*\+4/, 'with its diff');
-  t.match(bad.output, /b\.test\.mjs:2:\d+/, 'and where it failed');
+  t.match(bad.output, /b\.test\.js:2:\d+/, 'and where it failed');
   t.equal(ciCount(bad.output, bad.status), '2 passed, 1 failed', '.ci/run counts a red run');
 });
 
