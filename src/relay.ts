@@ -107,10 +107,27 @@ interface PendingAdoption {
   /** The instance asked. */
   node: string;
   timer: TimerHandle;
+  /**
+   * Envelopes for the session that came before its snapshot: the partner's instance heard of the move from the
+   * holder and wrote here at once, on another link than the holder's answer. Handled, in order, once it is settled.
+   */
+  early: Envelope[];
   resolve(session: Session | null): void;
   /** No answer will come: the client gets a fresh identity now. */
   giveUp(): void;
 }
+
+/** Envelopes that wait for a session being adopted here; the rest (requests about it) are answered at once. */
+const WAITS_FOR_ADOPTION: ReadonlySet<Envelope['t']> = new Set([
+  'matched',
+  'msg',
+  'stored',
+  'delivered',
+  'read',
+  'typing',
+  'presence',
+  'end',
+]);
 
 export class Relay {
   readonly sessions = new SessionTable();
@@ -373,7 +390,14 @@ export class Relay {
     const busy = [...this.#adoptions.values()].some((p) => p.id === id);
     if (!entry || entry.node === this.#node || busy) return this.#fresh(conn, address, 'resume_rejected');
     return new Promise<Session | null>((resolve) => {
-      const pending = { id, conn, address, token, lastSeq, entry, resolve };
+      const early: Envelope[] = [];
+      const settle = (session: Session | null) => {
+        resolve(session);
+        // Synchronously, before any later envelope: what waited is handled now, in order (by the session if it
+        // was installed, else answered as for a session this instance does not hold).
+        for (const env of early.splice(0)) this.#onEnvelope(env);
+      };
+      const pending = { id, conn, address, token, lastSeq, entry, early, resolve: settle };
       if (this.#broker.isAlive(entry.node))
         this.#ask(pending, entry.node, { t: 'adopt', to: id, node: this.#node, req: '' });
       else this.#recover(pending);
@@ -461,6 +485,12 @@ export class Relay {
     this.#metrics.hellos.inc({ outcome: 'resumed' });
     this.#welcome(session, token, true);
     this.#afterWelcome(session, lastSeq);
+  }
+
+  /** The adoption (or rebuild) of session `id` this instance is waiting for, if any. */
+  #adoptingHere(id: string): PendingAdoption | undefined {
+    for (const p of this.#adoptions.values()) if (p.id === id) return p;
+    return undefined;
   }
 
   /** The answer to request `req`, if it is still awaited (its timer stopped); undefined if it came too late. */
@@ -1172,6 +1202,11 @@ export class Relay {
     }
     const moved = this.#movedTo.get(env.to);
     if (moved) return void this.#sendTo(moved.node, env);
+    if (WAITS_FOR_ADOPTION.has(env.t)) {
+      const adopting = this.#adoptingHere(env.to);
+      if (adopting && adopting.early.length < this.#config.bufferSessionMaxMessages)
+        return void adopting.early.push(env);
+    }
     // Nobody here by that name: answer what must be answered, so no one waits on a session that is gone.
     if (env.t === 'adopt') this.#sendTo(env.node, { t: 'adopted', to: env.to, req: env.req, snapshot: null });
     else if (env.t === 'rebuild') this.#sendTo(env.node, { t: 'rebuilt', to: env.from, req: env.req, side: null });

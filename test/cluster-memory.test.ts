@@ -56,6 +56,37 @@ t.test(
 );
 
 t.test(
+  'memory: a message that reaches the new instance before the hand-over it waits for is kept, not answered with an end',
+  async (t) => {
+    // Bob moves from n0 to n2. n0 hands him over to n2 and tells Alice's instance (n1), which sends what Bob had
+    // not stored yet straight to n2. Pub/sub orders each link, not the two: Alice's message can reach n2 before
+    // n0's snapshot does. It must wait for the snapshot, not be taken for a message to a stranger (which ends the
+    // chat for Alice with partner_gone).
+    const cluster = await startTestCluster('memory');
+    t.teardown(cluster.close);
+    const net = cluster.network as MemoryNetwork;
+    const { a, b, wb } = await pairAcross(cluster, 1, 0);
+    b.close();
+    t.match(await a.next('partner'), { state: 'away' });
+    // n0's answer to n2 waits; Alice's message to Bob, on its way to n0, is forwarded there too.
+    const link = net.hold('n0', 'n2');
+    const b2 = await TestClient.resume(url(cluster, 2), wb, 0);
+    await link.queued('adopted');
+    a.send({ type: 'msg', id: 'm1', body: 'one' });
+    await a.next('partner');
+    link.open();
+    t.match(await b2.next('welcome'), { resumed: true, state: 'chatting' });
+    t.match(await b2.next('msg'), { seq: 1, id: 'm1', body: 'one' });
+    t.match(await a.next('sent'), { id: 'm1', seq: 1 });
+    b2.send({ type: 'msg', id: 'r1', body: 'still here' });
+    t.match(await a.next('msg'), { id: 'r1' });
+    t.equal(a.all('ended').length, 0, 'the chat did not end');
+    a.close();
+    b2.close();
+  },
+);
+
+t.test(
   'memory: an instance dies; its client resumes elsewhere and the chat goes on, nothing lost or doubled',
   async (t) => {
     const cluster = await startTestCluster('memory');
