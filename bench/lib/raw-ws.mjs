@@ -225,5 +225,5 @@ export function openRawSocket(url, local, onText, onClose, tls) {
   return new Promise((resolve, reject) => new RawSocket(t, local, onText, onClose, resolve, reject, tls));
 }
 
-/** Whether an open raw socket's TLS handshake resumed an earlier session (false for plain sockets). */
-export const tlsResumed = (raw) => raw.socket.isSessionReused?.() === true;
+/** Whether a socket's TLS handshake resumed an earlier session (false for plain sockets and other transports). */
+export const tlsResumed = (raw) => raw?.socket?.isSessionReused?.() === true;

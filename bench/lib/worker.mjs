@@ -428,7 +428,7 @@ class Worker {
     await inParallel([...this.clients], concurrency, async (c) => {
       try {
         await c.connect(true);
-        if (c.socket && isTlsResumed(c.socket)) tlsResumed++;
+        if (isTlsResumed(c.socket)) tlsResumed++;
       } catch {
         this.errors++;
         waiting.delete(c);
