@@ -21,7 +21,7 @@ import { ErrorCodes } from '../../src/errors.js';
 import { decodeClientFrame } from '../../src/protocol.js';
 import { spawnRelay } from '../fixtures/relay-process.js';
 import { Bystander } from './bystander.js';
-import { crashLine } from './malformed.js';
+import { crashesOf } from './malformed.js';
 import { buildFrame, OP, RawConnection, type Target, text } from './raw-frames.js';
 import { type Check, type CheckOptions, exactly, fmt, type Row } from './table.js';
 
@@ -75,7 +75,8 @@ const anyValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   ),
 })).value;
 
-const TYPES = [
+/** Every client frame type of protocol v1. */
+export const TYPES = [
   'hello',
   'find',
   'cancel',
@@ -435,13 +436,7 @@ export async function fuzzRows(opts: CheckOptions, count = opts.quick ? 5_000 : 
     const seconds = (Date.now() - t0) / 1000;
     const report = await bystander.stop();
     const alive = relay.child.exitCode === null && relay.child.signalCode === null;
-    const crashes = [
-      ...relay.logs.map((l) => JSON.stringify(l)).filter(crashLine),
-      ...relay
-        .stderr()
-        .split('\n')
-        .filter((l) => l.trim() !== ''),
-    ];
+    const crashes = crashesOf(relay);
     const closes = Object.entries(result.closes)
       .map(([c, n]) => `${c}: ${fmt(n)}`)
       .join(', ');

@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { startLocalCluster } from '../../deploy/cluster.js';
 import type { WebSocketLike } from '../../src/client.js';
 import { freePort } from '../fixtures/redis.js';
-import { spawnRelay } from '../fixtures/relay-process.js';
+import { type RelayProcess, spawnRelay } from '../fixtures/relay-process.js';
 import { Bystander } from './bystander.js';
 import { buildFrame, closePayload, OP, RawConnection, type Target, text, upgradeRequest } from './raw-frames.js';
 import { type Check, type CheckOptions, exactly, fmt, type Row } from './table.js';
@@ -542,6 +542,15 @@ export const crashLine = (line: string): boolean => {
   }
 };
 
+/** Crash evidence of one relay process: its crash log lines and every stderr line. */
+export const crashesOf = (relay: RelayProcess): string[] => [
+  ...relay.logs.map((l) => JSON.stringify(l)).filter(crashLine),
+  ...relay
+    .stderr()
+    .split('\n')
+    .filter((l) => l.trim() !== ''),
+];
+
 /**
  * The bystander's latency bound: p99 during the attack at most max(5 x p99 before, 100 ms). What it guards
  * against is the attack stalling the relay for everyone (a blocking parse, a loop over a huge frame, a crash and
@@ -597,13 +606,7 @@ export async function direct(opts: CheckOptions, cases: readonly Case[], rounds 
     }
     const report = await bystander.stop();
     const alive = relay.child.exitCode === null && relay.child.signalCode === null;
-    const crashes = [
-      ...relay.logs.map((l) => JSON.stringify(l)).filter(crashLine),
-      ...relay
-        .stderr()
-        .split('\n')
-        .filter((l) => l.trim() !== ''),
-    ];
+    const crashes = crashesOf(relay);
     opts.log(`direct: ${result.run} cases, ${result.wrong.length} wrong; bystander ${JSON.stringify(report)}`);
     return [
       ...caseRows('malformed (one relay)', repeat(cases, rounds), result),
