@@ -295,13 +295,19 @@ export class RedisBroker implements Broker {
     this.#beating = true;
     try {
       const now = this.#clock.now();
-      const [live, invites] = (await this.run('relayHeartbeat', this.nodeId, now, now + LIVENESS_MS)) as [
+      const [live, invites, since] = (await this.run('relayHeartbeat', this.nodeId, now, now + LIVENESS_MS)) as [
         string[],
+        number,
         number,
       ];
       this.#openInvites = invites;
       const before = this.#live;
       this.#live = new Set(live);
+      // A record younger than the liveness bound (Redis restarted empty) lacks instances that are alive but have
+      // not beaten since: they stay alive until it is old enough to say. Without this, the first instance back
+      // took every other for dead and told their partners `away` (and, had their `presence` overtaken that, kept
+      // refusing their messages until the resume window ended the chat).
+      if (now - since < LIVENESS_MS) for (const node of before) this.#live.add(node);
       this.#setUp(true);
       for (const node of this.#live) this.#gone.delete(node);
       for (const node of before) {

@@ -129,15 +129,26 @@ end
 return 1
 `;
 
-/** heartbeat(node, now, expiresAt): this instance is alive; returns the live instances and the open invites. */
+/**
+ * heartbeat(node, now, expiresAt): this instance is alive; returns the live instances, the open invites, and since
+ * when this Redis has kept the liveness record. A Redis that restarted (or lost the record) knows no instance until
+ * each has beaten once: an instance missing from a record younger than the liveness bound is not dead, only not yet
+ * back, and the relay must not end its chats for it.
+ */
 export const HEARTBEAT = `
 local P = KEYS[1]
 local now = tonumber(ARGV[2])
+local since = tonumber(redis.call('GET', P .. 'nodes-since'))
+if since == nil or redis.call('EXISTS', P .. 'nodes') == 0 then
+  since = now
+  redis.call('SET', P .. 'nodes-since', now)
+end
 redis.call('ZADD', P .. 'nodes', tonumber(ARGV[3]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', P .. 'nodes', '-inf', now)
 redis.call('PEXPIRE', P .. 'nodes', 60000)
+redis.call('PEXPIRE', P .. 'nodes-since', 60000)
 redis.call('ZREMRANGEBYSCORE', P .. 'inv', '-inf', now)
-return {redis.call('ZRANGE', P .. 'nodes', 0, -1), redis.call('ZCARD', P .. 'inv')}
+return {redis.call('ZRANGE', P .. 'nodes', 0, -1), redis.call('ZCARD', P .. 'inv'), since}
 `;
 
 /** leave(node): this instance stops; it is dead to matching at once. */

@@ -256,6 +256,9 @@ async function sigkill(pairs: number, log: Log): Promise<Row[]> {
 /** Redis killed, down for a while, restarted empty: readiness, service and nothing lost. */
 async function redisRestart(pairs: number, downMs: number, log: Log): Promise<Row[]> {
   const busy = await busyCluster(pairs, 200);
+  // No instance died: a chatter told its partner is away means a live instance was taken for dead.
+  let toldAway = 0;
+  for (const c of [...busy.active].flat()) c.client.on('partner', (f) => void (f.state === 'away' && toldAway++));
   try {
     await sleep(500);
     const t0 = Date.now();
@@ -270,6 +273,7 @@ async function redisRestart(pairs: number, downMs: number, log: Log): Promise<Ro
       atMost('Redis killed: every instance degraded', degraded, 2000, ' ms'),
       atMost('Redis restarted: every instance ready again', back, 2000, ' ms'),
       atMost('Redis restarted: time until every chat flows again', service, 2000 + 3000, ' ms'),
+      exactly('Redis restart: chatters told their partner was away (a live instance taken for dead)', toldAway, 0),
       ...(await finish(busy, 'Redis restart', log)),
     ];
   } finally {

@@ -194,8 +194,8 @@ export interface Target {
   stop(): Promise<void>;
 }
 
-/** Keys that stay while the instances run: the liveness set (docs/operations.md). */
-export const PERMANENT_KEYS = ['{mq}:nodes'];
+/** Keys that stay while the instances run: the liveness set and its age (docs/operations.md). */
+export const PERMANENT_KEYS = ['{mq}:nodes', '{mq}:nodes-since'];
 
 export async function startTarget(instances: 1 | 3, env: Record<string, string>): Promise<Target> {
   const redis = instances === 1 ? null : await startRedis({ tcp: true });
