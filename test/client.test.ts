@@ -29,13 +29,18 @@ class ScriptedSocket implements WebSocketLike {
 }
 
 const limits = {
-  maxPayloadBytes: 16384,
+  maxPayloadBytes: 65536,
   maxMessageBytes: 4096,
   rateLimitPerSec: 1000,
   rateLimitBurst: 1000,
   maxInterests: 5,
   maxInterestLength: 32,
   bufferMessages: 500,
+  maxChunkBytes: 64_000,
+  maxFileBytes: 10 * 1024 * 1024,
+  fileRateBytesPerSec: 4 * 1024 * 1024,
+  fileRateBurstBytes: 1024 * 1024,
+  fileWindowChunks: 8,
 };
 const welcome = (resumed: boolean, chat: string | null) => ({
   type: 'welcome',
