@@ -217,7 +217,7 @@ export class FileTransfers {
   /** Stops a transfer either way; the partner is told (`cancelled` from the sender, `declined` from the receiver). */
   cancel(id: string): void {
     const t = this.#out.get(id) ?? this.#in.get(id);
-    if (!t || t.state !== 'active') return;
+    if (t?.state !== 'active') return;
     const reason = t.direction === 'out' ? 'cancelled' : 'declined';
     this.#stop(t, reason, 'me');
     void this.#tell(id, reason);
