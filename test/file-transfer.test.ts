@@ -119,6 +119,33 @@ t.test('either side cancels: both are told, and nothing of the transfer stays an
   t.equal((await b.outcome(three.id)).state, 'complete', 'a later transfer still works');
 });
 
+t.test('the chat ends mid-transfer: the relay keeps nothing of it, and the sender sends nothing more', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const [a, b] = [await filePeer(srv.url), await filePeer(srv.url, { autoAck: false })];
+  await pairPeers(a, b);
+  const file = fakeFile(2 * MB);
+  const sent = await a.files.send(
+    { name: 'a.bin', type: 'application/octet-stream', size: file.length },
+    bytesSource(file),
+  );
+  await until('a window held in the relay', () => srv.server.relay.buffer.messages >= DEFAULTS.fileWindowChunks);
+  const parts = () => fileMessages(a.wire).filter((f) => f.startsWith('{"type":"msg"')).length;
+  b.client.send({ type: 'leave' });
+  await a.client.next('ended');
+  a.files.dispose();
+  t.equal(sent.state, 'cancelled', 'the transfer stopped with the chat');
+  const after = parts();
+  await until(
+    'the relay to drop the lane',
+    () => srv.server.relay.buffer.messages === 0 && srv.server.relay.buffer.bytes === 0,
+  );
+  t.pass('no byte of it is buffered any more');
+  b.client.send({ type: 'ack', seq: b.client.lastSeq });
+  await sleep(200);
+  t.equal(parts(), after, 'and the sender sent no further part');
+});
+
 t.test('a network cut in the middle of a 5 MB transfer, on either side: it completes after the resume', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
