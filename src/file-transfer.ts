@@ -156,6 +156,8 @@ export class FileTransfers {
   #incoming: Promise<void> = Promise.resolve();
   #pumping = false;
   #disposed = false;
+  /** The partner's delivered mark: a `sent` at or below it (a part confirmed again after a resume) is delivered. */
+  #deliveredSeq = 0;
   readonly #off: (() => void)[];
 
   constructor(client: RelayClient, cipher: ChatCipher, events: FileTransferEvents = {}) {
@@ -282,9 +284,12 @@ export class FileTransfers {
 
   #onSent(id: string, seq: number): void {
     for (const t of this.#out.values()) if (t.inFlight.has(id)) t.inFlight.set(id, seq);
+    // Confirmed again after a resume, under a seq the partner already has: no later `delivered` will name it.
+    if (seq <= this.#deliveredSeq) this.#onDelivered(this.#deliveredSeq);
   }
 
   #onDelivered(seq: number): void {
+    this.#deliveredSeq = Math.max(this.#deliveredSeq, seq);
     for (const t of [...this.#out.values()]) {
       let moved = false;
       for (const [id, at] of t.inFlight)
