@@ -115,7 +115,7 @@ export const settings = {
     'MAX_CHUNK_BYTES',
     64_000,
     int(1024),
-    'Largest body of a file chunk (a `msg` of kind `file`: base64url of an encrypted chunk), in bytes.',
+    'Largest body of a file chunk (a `msg` of kind `file`: base64url of an encrypted chunk), in bytes; lowered to fit MAX_PAYLOAD_BYTES (less 256) and FILE_RATE_BURST_BYTES.',
   ),
   maxFileBytes: setting(
     'MAX_FILE_BYTES',
@@ -133,13 +133,13 @@ export const settings = {
     'FILE_RATE_BURST_BYTES',
     1024 * 1024,
     int(1024),
-    'File-chunk bytes a session may send at once; at least MAX_CHUNK_BYTES.',
+    'File-chunk bytes a session may send at once.',
   ),
   fileWindowChunks: setting(
     'FILE_WINDOW_CHUNKS',
     8,
     int(1, 1024),
-    'File chunks a sender may have sent and not yet seen delivered (flow control); their bytes must fit half of BUFFER_SESSION_MAX_BYTES.',
+    'File chunks a sender may have sent and not yet seen delivered (flow control); lowered so they fit half of the recipient buffer (BUFFER_SESSION_MAX_MESSAGES and BUFFER_SESSION_MAX_BYTES).',
   ),
   maxBackpressureBytes: setting(
     'MAX_BACKPRESSURE_BYTES',
@@ -388,7 +388,21 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
   }
   if (problems.length === 0) problems.push(...crossChecks(out as Config));
   if (problems.length > 0) throw new ConfigError(problems);
+  fitFileLimits(out as { -readonly [K in keyof Config]: Config[K] });
   return Object.freeze(out as Config);
+}
+
+/**
+ * The file limits are upper bounds, lowered to fit the others so a transfer always works: a chunk fits one frame
+ * (with its JSON) and the byte burst; the window fits half of the recipient's buffer lane, in messages and bytes, so
+ * a transfer never pushes text (or itself) out of it. A configuration tuned before files existed (a 16 KiB frame
+ * limit, a small lane) keeps starting, with smaller chunks or a smaller window.
+ */
+function fitFileLimits(c: { -readonly [K in keyof Config]: Config[K] }): void {
+  c.maxChunkBytes = Math.max(1, Math.min(c.maxChunkBytes, c.maxPayloadBytes - 256, c.fileRateBurst));
+  const byBytes = Math.floor(c.bufferSessionMaxBytes / 2 / (c.maxChunkBytes + 256));
+  const byCount = Math.floor(c.bufferSessionMaxMessages / 2);
+  c.fileWindowChunks = Math.max(1, Math.min(c.fileWindowChunks, byBytes, byCount));
 }
 
 function crossChecks(c: Config): string[] {
@@ -398,14 +412,6 @@ function crossChecks(c: Config): string[] {
   if (c.maxPayloadBytes < c.maxMessageBytes + 256)
     problems.push('MAX_PAYLOAD_BYTES: must be at least MAX_MESSAGE_BYTES + 256');
   if (c.rateLimitBurst < 1) problems.push('RATE_LIMIT_BURST: must be at least 1');
-  if (c.maxPayloadBytes < c.maxChunkBytes + 256)
-    problems.push('MAX_PAYLOAD_BYTES: must be at least MAX_CHUNK_BYTES + 256');
-  if (c.fileRateBurst < c.maxChunkBytes) problems.push('FILE_RATE_BURST_BYTES: must be at least MAX_CHUNK_BYTES');
-  // The sender's window must fit the recipient's lane with room for text, or a transfer would overflow it into gaps.
-  if (c.fileWindowChunks * (c.maxChunkBytes + 256) > c.bufferSessionMaxBytes / 2)
-    problems.push('FILE_WINDOW_CHUNKS: times MAX_CHUNK_BYTES must fit in half of BUFFER_SESSION_MAX_BYTES');
-  if (c.fileWindowChunks >= c.bufferSessionMaxMessages)
-    problems.push('FILE_WINDOW_CHUNKS: must be below BUFFER_SESSION_MAX_MESSAGES');
   if (c.bufferSessionMaxMessages > c.bufferMaxMessages)
     problems.push('BUFFER_SESSION_MAX_MESSAGES: must not exceed BUFFER_MAX_MESSAGES');
   if (c.bufferSessionMaxBytes > c.bufferMaxBytes)

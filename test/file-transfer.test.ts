@@ -300,19 +300,20 @@ t.test('the relay enforces the chunk size and a byte budget apart from the messa
   b.close();
 });
 
-t.test('file settings are checked together at start-up', async (t) => {
-  const bad = (env: Record<string, string>) => {
-    try {
-      loadConfig(env);
-      return '';
-    } catch (err) {
-      return err instanceof ConfigError ? err.message : String(err);
-    }
-  };
-  t.match(bad({ MAX_CHUNK_BYTES: '100000' }), /MAX_PAYLOAD_BYTES: must be at least MAX_CHUNK_BYTES \+ 256/);
-  t.match(bad({ FILE_RATE_BURST_BYTES: '10000' }), /FILE_RATE_BURST_BYTES: must be at least MAX_CHUNK_BYTES/);
-  t.match(bad({ FILE_WINDOW_CHUNKS: '64' }), /FILE_WINDOW_CHUNKS: times MAX_CHUNK_BYTES must fit/);
-  t.equal(bad({}), '', 'the defaults agree');
+t.test('the file limits are fitted to the frame limit, the byte burst and the buffer lane', async (t) => {
+  const d = loadConfig({});
+  t.equal(d.maxChunkBytes, 64_000, 'defaults are kept as they are');
+  t.equal(d.fileWindowChunks, 8);
+  // A configuration from before files (16 KiB frames) still starts, with chunks that fit its frames.
+  const old = loadConfig({ MAX_PAYLOAD_BYTES: '16384' });
+  t.equal(old.maxChunkBytes, 16_384 - 256, 'a chunk fits one frame with its JSON');
+  t.ok(chunkDataBytes(old.maxChunkBytes) >= 11 * 1024, 'and still carries 11 KiB of data');
+  t.equal(loadConfig({ FILE_RATE_BURST_BYTES: '20000' }).maxChunkBytes, 20_000, 'a chunk fits the byte burst');
+  // The window fits half of the recipient's lane, in bytes and in messages.
+  t.equal(loadConfig({ BUFFER_SESSION_MAX_BYTES: String(256 * 1024) }).fileWindowChunks, 2);
+  t.equal(loadConfig({ BUFFER_SESSION_MAX_MESSAGES: '5' }).fileWindowChunks, 2);
+  t.equal(loadConfig({ BUFFER_SESSION_MAX_MESSAGES: '1' }).fileWindowChunks, 1, 'never below one');
+  t.throws(() => loadConfig({ FILE_WINDOW_CHUNKS: '0' }), ConfigError, 'out of range is still an error');
 });
 
 t.test('across instances on Redis: a transfer crosses, and survives the receiver moving instance midway', async (t) => {
