@@ -126,13 +126,25 @@ for (const [size, viewport] of SIZES)
       await b.page.locator('#start').click();
       await waitForStatus(a.page, 'end-to-end encrypted');
       await send(b.page, 'hi! anyone into chess here?');
-      await a.page.locator('#log li[data-from="them"]').waitFor();
+      await send(b.page, 'I play most evenings');
+      await a.page.locator('#log li[data-from="them"]').nth(1).waitFor();
       await send(a.page, 'Yes, always. <b>Sicilian</b> or French?');
-      await b.page.locator('#log li[data-from="them"]').waitFor();
-      await a.page.locator('#log li[data-from="me"][data-status="read"]').waitFor();
+      await send(a.page, 'My openings: www.example.org/repertoire');
+      await b.page.locator('#log li[data-from="them"]').nth(1).waitFor();
+      await a.page.locator('#log li[data-from="me"][data-status="read"]').nth(1).waitFor();
       await b.page.locator('#text').pressSequentially('Sicil');
       await a.page.locator('#typing').waitFor();
       await shot(a.page, '3-chatting');
+      // A link asks before it opens, showing the whole address.
+      await a.page.locator('#log a').click();
+      await a.page.locator('#link-dialog').waitFor();
+      await shot(a.page, '3-link');
+      await a.page.locator('#link-cancel').click();
+      // So does Report.
+      await a.page.locator('#report').click();
+      await a.page.locator('#report-dialog').waitFor();
+      await shot(a.page, '3-report');
+      await a.page.locator('#report-cancel').click();
       proxy.refuse(true);
       proxy.cut();
       await waitForStatus(a.page, 'Reconnecting');
@@ -140,7 +152,7 @@ for (const [size, viewport] of SIZES)
       await shot(a.page, '4-reconnecting');
       proxy.refuse(false);
       await waitForStatus(a.page, 'end-to-end encrypted', 20_000);
-      await a.page.locator('#log li[data-from="me"][data-status="read"]').nth(1).waitFor();
+      await a.page.locator('#log li[data-from="me"][data-status="read"]').nth(2).waitFor();
       await b.page.locator('#leave').click();
       await waitForStatus(a.page, 'Chat over');
       await shot(a.page, '5-chat-over');
