@@ -136,7 +136,7 @@ class ChatApp {
   #typingSentAt = 0;
   #typingStop: ReturnType<typeof setTimeout> | undefined;
   #typingShown: ReturnType<typeof setTimeout> | undefined;
-  /** When Esc was last pressed (event time), to tell a double press. */
+  /** When Esc was last pressed (performance.now()), to tell a double press. */
   #escAt = Number.NEGATIVE_INFINITY;
   /** Set while Next waits for its confirming second press. */
   #nextArmed: ReturnType<typeof setTimeout> | undefined;
@@ -720,8 +720,9 @@ class ChatApp {
     // Esc, then Esc again within a second: the next stranger (from an open chat or a finished one).
     document.addEventListener('keydown', (e) => {
       if (e.key !== 'Escape' || e.repeat || e.isComposing || v.dialogOpen) return;
-      const again = e.timeStamp - this.#escAt < ESC_TWICE_MS;
-      this.#escAt = again ? Number.NEGATIVE_INFINITY : e.timeStamp;
+      const now = performance.now();
+      const again = now - this.#escAt < ESC_TWICE_MS;
+      this.#escAt = again ? Number.NEGATIVE_INFINITY : now;
       if (this.#phase === 'ended') {
         if (again) this.#find();
         else v.announce('Press Esc again for a new chat.');
