@@ -161,9 +161,8 @@ export function renderMessage(m: MessageModel, author: string): { li: HTMLLIElem
   const li = element('li', m.bad ? 'msg bad' : m.warning ? 'msg warn' : 'msg');
   li.dataset.from = m.from;
   const meta = element('span', 'meta');
-  const time = element('time', 'time', clock(m.ts));
-  time.dateTime = new Date(m.ts).toISOString();
-  meta.append(time);
+  // A span, not <time>: a screen reader then reads the item as one line ("You: hi 10:42 Read").
+  meta.append(element('span', 'time', clock(m.ts)));
   li.append(element('span', 'sr', `${m.from === 'me' ? 'You' : author}: `), renderBody(m.body), meta);
   if (m.warning) meta.append(element('span', 'state', m.warning));
   if (m.from !== 'me') return { li, view: null };
