@@ -1,7 +1,8 @@
 /**
  * Keyboard-only use, background notifications and read receipts, the typing
- * switch, and screenshots of the main states at 320 px, 390 px and 1280 px in
- * light and dark (written to $SCREENSHOT_DIR, default test-output/screenshots;
+ * switch, and screenshots of the main states (the landing screen, waiting,
+ * inviting, chatting, a link's and Report's confirmations, reconnecting, a
+ * finished chat) at 320 px, 390 px and 1280 px in light and dark (written to $SCREENSHOT_DIR, default test-output/screenshots;
  * `npm run screenshots` refreshes the committed set in docs/screenshots).
  */
 import { mkdirSync } from 'node:fs';
@@ -107,8 +108,11 @@ for (const [size, viewport] of SIZES)
         srv.close();
       });
       mkdirSync(SCREENSHOT_DIR, { recursive: true });
-      const shot = (page: import('playwright-core').Page, state: string) =>
-        page.screenshot({ path: join(SCREENSHOT_DIR, `${state}-${size}-${colorScheme}.png`) });
+      const shot = async (page: import('playwright-core').Page, state: string) => {
+        // The pointer out of the way, so no message shows its hover state (its time) by accident.
+        await page.mouse.move(0, 0);
+        await page.screenshot({ path: join(SCREENSHOT_DIR, `${state}-${size}-${colorScheme}.png`) });
+      };
       const a = await openPage(browser, `${proxy.http}/`, { viewport, colorScheme });
       const b = await openPage(browser, `${srv.http}/`, { viewport, colorScheme });
       await waitForStatus(a.page, 'Connected');
