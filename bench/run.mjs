@@ -9,11 +9,14 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 // one Redis, against one instance in the same run); a full one refreshes the
 // cluster section of bench/RESULTS.md. --gateway runs the gateway bench (lib/gateway.mjs: nginx with TLS in
 // front of the instances and Redis, as deployed, through wss://; --instances=N for its connection phase); a
-// full one refreshes the gateway section. --smoke runs all three, with tiny counts.
+// full one refreshes the gateway section. --files runs the file-transfer bench (lib/files.mjs: 10 MB transfers
+// through one relay and through two instances on Redis); a full one refreshes the files section.
+// --smoke runs all four, with tiny counts.
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { clusterBench, clusterProblems } from './lib/cluster.mjs';
 import { CLUSTER_END, CLUSTER_START, clusterReport, clusterSection } from './lib/cluster-report.mjs';
+import { FILES_END, FILES_START, filesBench, filesProblems, filesSection } from './lib/files.mjs';
 import { gatewayBench, gatewayProblems } from './lib/gateway.mjs';
 import { GATEWAY_END, GATEWAY_START, gatewayCharts, gatewayReport, gatewaySection } from './lib/gateway-report.mjs';
 import { httpBench } from './lib/http.mjs';
@@ -34,16 +37,19 @@ const mode = from ? from.mode : arg('smoke') ? 'smoke' : arg('quick') ? 'quick' 
 const targets = arg('targets')?.split('=')[1]?.split(',');
 const clusterOnly = Boolean(arg('cluster'));
 const gatewayOnly = Boolean(arg('gateway'));
+const filesOnly = Boolean(arg('files'));
 const relays =
-  clusterOnly || gatewayOnly
+  clusterOnly || gatewayOnly || filesOnly
     ? []
     : targets
       ? ['target']
       : (arg('relays')?.split('=')[1] ?? 'ours,ws,socketio,floor').split(',');
 // The cluster bench runs with --cluster, and in the smoke run (so CI covers it), not with --targets.
-const withCluster = clusterOnly || (mode === 'smoke' && !gatewayOnly && !targets && !arg('relays'));
+const withCluster = clusterOnly || (mode === 'smoke' && !gatewayOnly && !filesOnly && !targets && !arg('relays'));
 // The gateway bench likewise: with --gateway, and in the smoke run.
-const withGateway = gatewayOnly || (mode === 'smoke' && !clusterOnly && !targets && !arg('relays'));
+const withGateway = gatewayOnly || (mode === 'smoke' && !clusterOnly && !filesOnly && !targets && !arg('relays'));
+// The file-transfer bench likewise: with --files, and in the smoke run.
+const withFiles = filesOnly || (mode === 'smoke' && !clusterOnly && !gatewayOnly && !targets && !arg('relays'));
 const launch = (name, port) => (targets ? externalRelay(targets) : startRelay(name, port));
 
 // Every run is bounded in count and time; the full profile is what RESULTS.md shows.
@@ -99,6 +105,7 @@ const PROFILES = {
       variant: false,
       drainGraceMs: 1000,
     },
+    files: { sizeBytes: 1024 * 1024, rounds: 1 },
   },
   quick: {
     workers: 3,
@@ -146,6 +153,7 @@ const PROFILES = {
       steadyMs: 2000,
       drainGraceMs: 1500,
     },
+    files: { sizeBytes: 10 * 1024 * 1024, rounds: 1 },
   },
   full: {
     // One generator process per core: more only queue behind each other (19,500 sockets fit in two).
@@ -201,6 +209,7 @@ const PROFILES = {
       steadyMs: 5000,
       drainGraceMs: 1500,
     },
+    files: { sizeBytes: 10 * 1024 * 1024, rounds: 3 },
   },
 };
 const P = { ...PROFILES[mode] };
@@ -425,6 +434,8 @@ for (const name of from ? [] : relays) {
 if (withCluster && !from) results.cluster = await clusterBench(P, 18200);
 // The gateway's clusters take 18600 and up (nginx, Redis, instances): clear of both.
 if (withGateway && !from) results.gateway = await gatewayBench(P);
+// The file bench's relays and Redis take 18900 and up.
+if (withFiles && !from) results.files = await filesBench(P, 18900);
 // --merge=<results.json>, with --from: the figures of a `BENCH_GATEWAY_PHASES=connections-am,three-am` run (the
 // connection phases with nginx's accept_mutex on, a diagnosis) go beside this run's, under their own date.
 if (from && arg('merge')) {
@@ -441,25 +452,32 @@ if (from && arg('merge')) {
 }
 
 const stamp = results.date.replace(/[:.]/g, '-');
-const dir = `${HERE}results/${clusterOnly ? 'cluster-' : gatewayOnly ? 'gateway-' : ''}${mode}-${stamp}/`;
+const dir = `${HERE}results/${clusterOnly ? 'cluster-' : gatewayOnly ? 'gateway-' : filesOnly ? 'files-' : ''}${mode}-${stamp}/`;
 mkdirSync(dir, { recursive: true });
 writeFileSync(`${dir}results.json`, `${JSON.stringify(results, null, 2)}\n`);
 // BENCH_GATEWAY_PHASES runs some of the gateway's phases only: results.json, no report.
 const partial = Boolean(process.env.BENCH_GATEWAY_PHASES);
-const { markdown, charts } = clusterOnly
-  ? { markdown: clusterReport(results), charts: {} }
-  : gatewayOnly
-    ? partial
-      ? { markdown: '# Gateway phases only (BENCH_GATEWAY_PHASES): see results.json\n', charts: {} }
-      : { markdown: gatewayReport(results), charts: gatewayCharts(results) }
-    : report(results);
+const { markdown, charts } = filesOnly
+  ? { markdown: filesSection(results), charts: {} }
+  : clusterOnly
+    ? { markdown: clusterReport(results), charts: {} }
+    : gatewayOnly
+      ? partial
+        ? { markdown: '# Gateway phases only (BENCH_GATEWAY_PHASES): see results.json\n', charts: {} }
+        : { markdown: gatewayReport(results), charts: gatewayCharts(results) }
+      : report(results);
 if (!gatewayOnly && results.gateway) Object.assign(charts, gatewayCharts(results));
 for (const [file, svg] of Object.entries(charts)) writeFileSync(`${dir}${file}`, svg);
 writeFileSync(
   `${dir}report.md`,
-  clusterOnly || gatewayOnly
+  clusterOnly || gatewayOnly || filesOnly
     ? markdown
-    : [markdown, results.cluster && clusterSection(results), results.gateway && gatewaySection(results, './')]
+    : [
+        markdown,
+        results.cluster && clusterSection(results),
+        results.gateway && gatewaySection(results, './'),
+        results.files && filesSection(results),
+      ]
         .filter(Boolean)
         .join('\n'),
 );
@@ -477,7 +495,15 @@ const section = (start, end) =>
   previous.includes(start) ? previous.slice(previous.indexOf(start), previous.indexOf(end) + end.length) : '';
 const kept = section(CLUSTER_START, CLUSTER_END);
 const keptGateway = section(GATEWAY_START, GATEWAY_END);
-if (mode === 'full' && gatewayOnly && !partial) {
+const keptFiles = section(FILES_START, FILES_END);
+if (mode === 'full' && filesOnly) {
+  const fresh = filesSection(results).trimEnd();
+  writeFileSync(
+    `${HERE}RESULTS.md`,
+    keptFiles ? previous.replace(keptFiles, () => fresh) : `${previous.trimEnd()}\n\n${fresh}\n`,
+  );
+  console.log('bench/RESULTS.md: files section updated');
+} else if (mode === 'full' && gatewayOnly && !partial) {
   const fresh = gatewaySection(results, './results-latest/').trimEnd();
   writeFileSync(
     `${HERE}RESULTS.md`,
@@ -502,7 +528,7 @@ if (mode === 'full' && gatewayOnly && !partial) {
   const relaysMarkdown = markdown.replaceAll('](./', '](./results-latest/');
   writeFileSync(
     `${HERE}RESULTS.md`,
-    [relaysMarkdown.trimEnd(), kept, keptGateway].filter(Boolean).join('\n\n').concat('\n'),
+    [relaysMarkdown.trimEnd(), kept, keptGateway, keptFiles].filter(Boolean).join('\n\n').concat('\n'),
   );
   mkdirSync(`${HERE}results-latest`, { recursive: true });
   for (const file of [...Object.keys(charts), 'results.json'])
@@ -528,6 +554,7 @@ if (cluster.findings.length > 0)
   console.log(`\ncluster: the relay missed these (see the report):\n  ${cluster.findings.join('\n  ')}`);
 const gateway = gatewayProblems(results.gateway);
 problems.push(...gateway.broken);
+problems.push(...filesProblems(results.files));
 if (gateway.findings.length > 0)
   console.log(`\ngateway: missed these (see the report):\n  ${gateway.findings.join('\n  ')}`);
 if (problems.length > 0) console.log(`\nproblems:\n  ${problems.join('\n  ')}`);

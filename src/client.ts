@@ -17,8 +17,11 @@ import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import { type BucketPolicy, msUntilToken, takeToken } from './limits.js';
 import {
   type ClientFrame,
+  chunkCost,
   encode,
+  FILE_KIND,
   type IncomingMsgFrame,
+  type Limits,
   type ServerFrame,
   type ServerFrameOf,
   type ServerFrameType,
@@ -75,6 +78,8 @@ export class RelayClient {
   lastSeq = 0;
   /** Close code and reason of the last socket, once closed. */
   lastClose: { code: number; reason: string } | null = null;
+  /** The limits of the last welcome (file transfers size their chunks and window by them). */
+  limits: Limits | null = null;
 
   readonly #opts: Required<RelayClientOptions>;
   readonly #listeners = new Map<string, Set<AnyListener>>();
@@ -93,6 +98,9 @@ export class RelayClient {
   /** The server's frame budget as its welcome announced it, mirrored to pace the outbox. */
   #budget: BucketPolicy | null = null;
   #budgetFullAt = 0;
+  /** The server's file-chunk byte budget, mirrored the same way. */
+  #fileBudget: BucketPolicy | null = null;
+  #fileBudgetFullAt = 0;
   /** Set while the outbox waits (for the budget, or for a refusal's retry hint). */
   #pumpTimer: TimerHandle | null = null;
   #pausedUntil = 0;
@@ -192,7 +200,7 @@ export class RelayClient {
     if (now < this.#pausedUntil) return this.#pumpAt(this.#pausedUntil - now);
     for (const out of this.#outbox.values()) {
       if (out.written) continue;
-      const wait = this.#spend(now);
+      const wait = out.frame.kind === FILE_KIND ? this.#spendFile(now, chunkCost(out.frame.body)) : this.#spend(now);
       if (wait > 0) return this.#pumpAt(wait);
       out.written = true;
       this.#socket.send(encode(out.frame));
@@ -216,9 +224,28 @@ export class RelayClient {
     return 0;
   }
 
+  /** Takes a file chunk's bytes from the mirrored file budget: 0, or the ms until there are that many. */
+  #spendFile(now: number, cost: number): number {
+    const budget = this.#fileBudget;
+    if (!budget) return 0;
+    const next = takeToken(budget, this.#fileBudgetFullAt, now, cost);
+    if (next < 0) return Math.max(1, msUntilToken(budget, this.#fileBudgetFullAt, now, cost));
+    this.#fileBudgetFullAt = next;
+    return 0;
+  }
+
+  /**
+   * Takes back a message not yet confirmed (a cancelled file transfer's chunks): it is not sent, or not sent again.
+   * One already written may still reach the partner, who must be ready to ignore it. True if it was still kept.
+   */
+  withdraw(id: string): boolean {
+    return this.#outbox.delete(id);
+  }
+
   /** The server refused message `id` for rate: it and everything after it go again once the hint has passed. */
   #refusedForRate(id: string, retryAfterMs: number): void {
-    if (!this.#outbox.has(id)) return;
+    const refused = this.#outbox.get(id);
+    if (!refused) return;
     let later = false;
     for (const [key, out] of this.#outbox) {
       later ||= key === id;
@@ -226,8 +253,13 @@ export class RelayClient {
     }
     const now = this.#opts.clock.now();
     this.#pausedUntil = Math.max(this.#pausedUntil, now + retryAfterMs);
-    if (this.#budget) {
-      // The server's bucket is empty until then: mirror that, so what follows is paced again.
+    // The server's bucket (the file budget for a chunk) is empty until then: mirror that, so what follows is paced.
+    const file = refused.frame.kind === FILE_KIND ? this.#fileBudget : null;
+    if (file) {
+      const interval = 1000 / file.perSecond;
+      const cost = chunkCost(refused.frame.body);
+      this.#fileBudgetFullAt = Math.max(this.#fileBudgetFullAt, this.#pausedUntil + (file.burst - cost) * interval);
+    } else if (this.#budget) {
       const interval = 1000 / this.#budget.perSecond;
       this.#budgetFullAt = Math.max(this.#budgetFullAt, this.#pausedUntil + (this.#budget.burst - 1) * interval);
     }
@@ -331,11 +363,21 @@ export class RelayClient {
     const sameIdentity = frame.resumed && frame.id === this.id;
     this.id = frame.id;
     this.token = frame.token;
+    this.limits = frame.limits;
     this.#budget = {
       clock: this.#opts.clock,
       perSecond: frame.limits.rateLimitPerSec,
       burst: frame.limits.rateLimitBurst,
     };
+    // A server from before file transfers announces no file budget: chunks then go unpaced (and it refuses them).
+    this.#fileBudget =
+      frame.limits.fileRateBytesPerSec > 0
+        ? {
+            clock: this.#opts.clock,
+            perSecond: frame.limits.fileRateBytesPerSec,
+            burst: frame.limits.fileRateBurstBytes,
+          }
+        : null;
     this.#ready = true;
     if (!sameIdentity || !frame.chat || frame.chat.id !== this.chatId) this.#enterChat(frame.chat?.id ?? null);
     // A `delivered` sent while this client was away never reached it: the welcome's mark says what arrived.

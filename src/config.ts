@@ -106,11 +106,41 @@ export const settings = {
   ),
   maxPayloadBytes: setting(
     'MAX_PAYLOAD_BYTES',
-    16_384,
+    65_536,
     int(512, 16 * 1024 * 1024),
     'Largest WebSocket frame accepted. uWebSockets.js drops the connection on a larger one before parsing it, without a close frame (clients see 1006).',
   ),
   maxMessageBytes: setting('MAX_MESSAGE_BYTES', 4096, int(1), 'Largest message body, in UTF-8 bytes.'),
+  maxChunkBytes: setting(
+    'MAX_CHUNK_BYTES',
+    64_000,
+    int(1024),
+    'Largest body of a file chunk (a `msg` of kind `file`: base64url of an encrypted chunk), in bytes.',
+  ),
+  maxFileBytes: setting(
+    'MAX_FILE_BYTES',
+    10 * 1024 * 1024,
+    int(1),
+    'Largest file one transfer may carry. The relay sees only ciphertext: both clients enforce it (announced in `welcome`).',
+  ),
+  fileRatePerSec: setting(
+    'FILE_RATE_BYTES_PER_SEC',
+    4 * 1024 * 1024,
+    int(1024),
+    'File-chunk bytes per second a session may send, apart from RATE_LIMIT_PER_SEC (a chunk costs at least 4 KiB).',
+  ),
+  fileRateBurst: setting(
+    'FILE_RATE_BURST_BYTES',
+    1024 * 1024,
+    int(1024),
+    'File-chunk bytes a session may send at once; at least MAX_CHUNK_BYTES.',
+  ),
+  fileWindowChunks: setting(
+    'FILE_WINDOW_CHUNKS',
+    8,
+    int(1, 1024),
+    'File chunks a sender may have sent and not yet seen delivered (flow control); their bytes must fit half of BUFFER_SESSION_MAX_BYTES.',
+  ),
   maxBackpressureBytes: setting(
     'MAX_BACKPRESSURE_BYTES',
     1024 * 1024,
@@ -368,6 +398,14 @@ function crossChecks(c: Config): string[] {
   if (c.maxPayloadBytes < c.maxMessageBytes + 256)
     problems.push('MAX_PAYLOAD_BYTES: must be at least MAX_MESSAGE_BYTES + 256');
   if (c.rateLimitBurst < 1) problems.push('RATE_LIMIT_BURST: must be at least 1');
+  if (c.maxPayloadBytes < c.maxChunkBytes + 256)
+    problems.push('MAX_PAYLOAD_BYTES: must be at least MAX_CHUNK_BYTES + 256');
+  if (c.fileRateBurst < c.maxChunkBytes) problems.push('FILE_RATE_BURST_BYTES: must be at least MAX_CHUNK_BYTES');
+  // The sender's window must fit the recipient's lane with room for text, or a transfer would overflow it into gaps.
+  if (c.fileWindowChunks * (c.maxChunkBytes + 256) > c.bufferSessionMaxBytes / 2)
+    problems.push('FILE_WINDOW_CHUNKS: times MAX_CHUNK_BYTES must fit in half of BUFFER_SESSION_MAX_BYTES');
+  if (c.fileWindowChunks >= c.bufferSessionMaxMessages)
+    problems.push('FILE_WINDOW_CHUNKS: must be below BUFFER_SESSION_MAX_MESSAGES');
   if (c.bufferSessionMaxMessages > c.bufferMaxMessages)
     problems.push('BUFFER_SESSION_MAX_MESSAGES: must not exceed BUFFER_MAX_MESSAGES');
   if (c.bufferSessionMaxBytes > c.bufferMaxBytes)

@@ -19,7 +19,7 @@
 type Subtle = typeof globalThis.crypto.subtle;
 type Key = Awaited<ReturnType<Subtle['importKey']>>;
 /** Bytes backed by a plain ArrayBuffer, as WebCrypto's BufferSource wants. */
-type Bytes = Uint8Array<ArrayBuffer>;
+export type Bytes = Uint8Array<ArrayBuffer>;
 interface KeyPair {
   publicKey: Key;
   privateKey: Key;
@@ -157,6 +157,35 @@ export class ChatCipher {
     out.set(iv, 1);
     out.set(sealed, 1 + IV_BYTES);
     return toBase64Url(out);
+  }
+
+  /**
+   * Encrypts one part of a file transfer under the send key, with `header` (transfer id, part, index) bound as
+   * associated data: iv | ciphertext and tag. A part cannot be moved to another place or transfer unnoticed.
+   */
+  async sealPart(header: Bytes, plain: Bytes): Promise<Bytes> {
+    if (!this.#sendKey) throw new Error('keys not ready');
+    const iv = globalThis.crypto.getRandomValues(new Uint8Array(IV_BYTES));
+    const sealed = await subtle().encrypt({ name: 'AES-GCM', iv, additionalData: header }, this.#sendKey, plain);
+    const out = new Uint8Array(IV_BYTES + sealed.byteLength);
+    out.set(iv);
+    out.set(new Uint8Array(sealed), IV_BYTES);
+    return out;
+  }
+
+  /** Opens what sealPart made on the other side; null if it was tampered with or moved. */
+  async openPart(header: Bytes, sealed: Bytes): Promise<Bytes | null> {
+    if (!this.#receiveKey || sealed.length < IV_BYTES + TAG_BYTES) return null;
+    try {
+      const plain = await subtle().decrypt(
+        { name: 'AES-GCM', iv: sealed.subarray(0, IV_BYTES), additionalData: header },
+        this.#receiveKey,
+        sealed.subarray(IV_BYTES),
+      );
+      return new Uint8Array(plain);
+    } catch {
+      return null;
+    }
   }
 
   /** Decrypts one body; reports tampering, replays and how many counters were skipped. */

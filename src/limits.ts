@@ -23,17 +23,20 @@ export interface BucketPolicy {
 /** Slack for the float arithmetic on epoch milliseconds, far below any interval. */
 const EPSILON_MS = 1e-3;
 
-/** The new `fullAt` after taking one token at `now`, or -1 if the bucket is empty. A new bucket has fullAt 0. */
-export function takeToken(policy: BucketPolicy, fullAt: number, now: number): number {
+/**
+ * The new `fullAt` after taking `cost` tokens (one, unless the bucket counts bytes) at `now`, or -1 if the bucket
+ * has fewer. A new bucket has fullAt 0.
+ */
+export function takeToken(policy: BucketPolicy, fullAt: number, now: number, cost = 1): number {
   const interval = 1000 / policy.perSecond;
-  const next = Math.max(fullAt, now) + interval;
+  const next = Math.max(fullAt, now) + cost * interval;
   return next - now > policy.burst * interval + EPSILON_MS ? -1 : next;
 }
 
-/** Milliseconds until a take at `now` would succeed. */
-export function msUntilToken(policy: BucketPolicy, fullAt: number, now: number): number {
+/** Milliseconds until a take of `cost` tokens at `now` would succeed. */
+export function msUntilToken(policy: BucketPolicy, fullAt: number, now: number, cost = 1): number {
   const interval = 1000 / policy.perSecond;
-  const wait = Math.max(fullAt, now) + interval - now - policy.burst * interval;
+  const wait = Math.max(fullAt, now) + cost * interval - now - policy.burst * interval;
   return wait > EPSILON_MS ? Math.ceil(wait) : 0;
 }
 

@@ -20,7 +20,8 @@ export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
   "script-src 'self'",
   "style-src 'self'",
-  "img-src 'self' data:",
+  // blob: for pictures decrypted in the page (a received one, a preview before sending); never from elsewhere.
+  "img-src 'self' data: blob:",
   // 'self' covers ws:// and wss:// to the same host (CSP Level 3).
   "connect-src 'self'",
   "manifest-src 'self'",

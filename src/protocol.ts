@@ -98,7 +98,24 @@ export interface Limits {
   maxInterests: number;
   maxInterestLength: number;
   bufferMessages: number;
+  /** Largest body of a `file` message (one encrypted chunk, base64url). */
+  maxChunkBytes: number;
+  /** Largest file a transfer may carry; enforced by both clients (the relay sees only ciphertext). */
+  maxFileBytes: number;
+  /** The file-chunk byte budget, apart from the frame rate (a chunk costs at least MIN_CHUNK_COST bytes). */
+  fileRateBytesPerSec: number;
+  fileRateBurstBytes: number;
+  /** File chunks a sender may have sent and not yet seen delivered. */
+  fileWindowChunks: number;
 }
+
+/** The `kind` of a message that carries one part of a file transfer (see e2e-file.ts and docs/protocol.md). */
+export const FILE_KIND = 'file';
+/** Bytes a file chunk costs at least from the byte budget, so tiny chunks cannot multiply frames. */
+export const MIN_CHUNK_COST = 4096;
+
+/** What a `file` message costs from the byte budget. */
+export const chunkCost = (body: string): number => Math.max(body.length, MIN_CHUNK_COST);
 
 export interface ChatState {
   id: string;
@@ -272,6 +289,7 @@ export function welcomeEncoder(
 
 export interface DecodeLimits {
   maxMessageBytes: number;
+  maxChunkBytes: number;
 }
 
 export type DecodeResult =
@@ -366,16 +384,18 @@ const decoders: Record<ClientFrameType, (o: Obj, limits: DecodeLimits) => Decode
       return bad(`msg needs a string "id" of 1 to ${MAX_CLIENT_ID_LENGTH} characters`);
     const id = o.id;
     if (typeof o.body !== 'string' || o.body.length === 0) return bad('msg needs a non-empty string "body"', id);
+    if (o.kind !== undefined && !isShortString(o.kind, MAX_KIND_LENGTH))
+      return bad(`"kind" must be a string of 1 to ${MAX_KIND_LENGTH} characters`, id);
+    // A file chunk has its own size limit (and its own byte budget in the relay).
+    const max = o.kind === FILE_KIND ? limits.maxChunkBytes : limits.maxMessageBytes;
     // Cheap upper bound first: a UTF-16 unit is at most 3 UTF-8 bytes.
-    if (o.body.length * 3 > limits.maxMessageBytes && utf8Length(o.body) > limits.maxMessageBytes)
+    if (o.body.length * 3 > max && utf8Length(o.body) > max)
       return {
         ok: false,
         code: 'message_too_long',
-        message: `Message body is larger than ${limits.maxMessageBytes} bytes.`,
+        message: `${o.kind === FILE_KIND ? 'File chunk' : 'Message'} body is larger than ${max} bytes.`,
         id,
       };
-    if (o.kind !== undefined && !isShortString(o.kind, MAX_KIND_LENGTH))
-      return bad(`"kind" must be a string of 1 to ${MAX_KIND_LENGTH} characters`, id);
     const frame: MsgFrame = { type: 'msg', id, body: o.body };
     if (o.kind !== undefined) frame.kind = o.kind;
     return { ok: true, frame };

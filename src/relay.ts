@@ -27,6 +27,7 @@ import type { RelayMetrics, RelayStats } from './metrics.js';
 import {
   type AckFrame,
   type ClientFrame,
+  chunkCost,
   type DecodeResult,
   decodeClientFrame,
   type EndReason,
@@ -34,6 +35,7 @@ import {
   encode,
   encodeMsg,
   encodeSent,
+  FILE_KIND,
   type HelloFrame,
   type Limits,
   MAX_INTEREST_LENGTH,
@@ -168,11 +170,17 @@ export class Relay {
       maxInterests: MAX_INTERESTS,
       maxInterestLength: MAX_INTEREST_LENGTH,
       bufferMessages: config.bufferSessionMaxMessages,
+      maxChunkBytes: config.maxChunkBytes,
+      maxFileBytes: config.maxFileBytes,
+      fileRateBytesPerSec: config.fileRatePerSec,
+      fileRateBurstBytes: config.fileRateBurst,
+      fileWindowChunks: config.fileWindowChunks,
     };
     this.#encodeWelcome = welcomeEncoder(config.resumeWindowMs, limits);
     this.#policies = {
       rate: { clock, perSecond: config.rateLimitPerSec, burst: config.rateLimitBurst },
       typing: { clock, perSecond: config.typingRatePerSec, burst: config.typingRateBurst },
+      fileBytes: { clock, perSecond: config.fileRatePerSec, burst: config.fileRateBurst },
       violations: { clock, perSecond: config.maxErrorsPerMinute / 60, burst: config.maxErrorsPerMinute },
     };
     this.buffer = new RelayBuffer({
@@ -674,15 +682,17 @@ export class Relay {
     if ((frame?.type === 'ack' || frame?.type === 'read') && this.#advances(session, frame))
       return this.#admitted(session);
     const msgId = frame?.type === 'msg' ? frame.id : undefined;
+    // A file chunk spends its bytes from the file budget instead of a frame token: a transfer never crowds out text.
+    const chunk = frame?.type === 'msg' && frame.kind === FILE_KIND ? chunkCost(frame.body) : 0;
     const now = this.#clock.now();
     const held = msgId === undefined ? null : session.heldMessage(now);
     const waitsBehind = held !== null && held !== msgId;
-    if (!waitsBehind && session.takeFrame()) {
+    if (!waitsBehind && (chunk > 0 ? session.takeFileBytes(chunk) : session.takeFrame())) {
       if (held !== null) session.releaseMessage();
       return this.#admitted(session);
     }
     if (!this.#refused(session)) return false;
-    const retryAfterMs = Math.max(1, session.msUntilFrame());
+    const retryAfterMs = Math.max(1, chunk > 0 ? session.msUntilFileBytes(chunk) : session.msUntilFrame());
     if (msgId !== undefined && !waitsBehind) session.holdMessage(msgId, now + retryAfterMs + HOLD_GRACE_MS);
     this.#error(session, 'rate_limited', msgId ?? (result.ok ? undefined : result.id), undefined, retryAfterMs);
     return false;

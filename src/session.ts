@@ -24,6 +24,8 @@ export interface SessionPolicies {
   rate: BucketPolicy;
   /** Typing signals per second per session, apart from `rate`. */
   typing: BucketPolicy;
+  /** File-chunk bytes per second per session, apart from `rate` (a chunk costs at least MIN_CHUNK_COST). */
+  fileBytes: BucketPolicy;
   /** Protocol violations per minute per session. */
   violations: BucketPolicy;
 }
@@ -44,6 +46,8 @@ class Rare {
    * receives messages in the order they were written.
    */
   heldMessage: { id: string; until: number } | null = null;
+  /** The file-chunk byte bucket (limits.ts), apart from the frame rate: only sessions that send files need it. */
+  fileFullAt = 0;
 }
 
 export class Session {
@@ -103,6 +107,21 @@ export class Session {
     if (next < 0) return false;
     this.#rateFullAt = next;
     return true;
+  }
+
+  /** Takes a file chunk's cost in bytes from its own allowance; false if there is not that much. */
+  takeFileBytes(cost: number): boolean {
+    const policy = this.policies.fileBytes;
+    const next = takeToken(policy, this.#rare?.fileFullAt ?? 0, policy.clock.now(), cost);
+    if (next < 0) return false;
+    this.#more().fileFullAt = next;
+    return true;
+  }
+
+  /** Milliseconds until a file chunk of `cost` bytes would be allowed. */
+  msUntilFileBytes(cost: number): number {
+    const policy = this.policies.fileBytes;
+    return msUntilToken(policy, this.#rare?.fileFullAt ?? 0, policy.clock.now(), cost);
   }
 
   /** Takes one typing signal's worth of its own allowance; false if it is spent. */

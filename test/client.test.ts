@@ -3,7 +3,9 @@
  */
 import t from 'tap';
 import { RelayClient, type WebSocketLike } from '../src/client.js';
-import type { ServerFrame } from '../src/protocol.js';
+import { ChatCipher } from '../src/e2e.js';
+import { bytesSource, chunkDataBytes, FileTransfers } from '../src/file-transfer.js';
+import { FILE_KIND, type ServerFrame } from '../src/protocol.js';
 
 /** A socket whose server side the test plays: frames the client wrote are in `written`. */
 class ScriptedSocket implements WebSocketLike {
@@ -29,13 +31,18 @@ class ScriptedSocket implements WebSocketLike {
 }
 
 const limits = {
-  maxPayloadBytes: 16384,
+  maxPayloadBytes: 65536,
   maxMessageBytes: 4096,
   rateLimitPerSec: 1000,
   rateLimitBurst: 1000,
   maxInterests: 5,
   maxInterestLength: 32,
   bufferMessages: 500,
+  maxChunkBytes: 64_000,
+  maxFileBytes: 10 * 1024 * 1024,
+  fileRateBytesPerSec: 4 * 1024 * 1024,
+  fileRateBurstBytes: 1024 * 1024,
+  fileWindowChunks: 8,
 };
 const welcome = (resumed: boolean, chat: string | null) => ({
   type: 'welcome',
@@ -162,3 +169,43 @@ t.test("a resumed welcome's deliveredSeq releases what the partner got while the
     'a resend sends only what was not delivered',
   );
 });
+
+t.test(
+  'a file whose last parts are confirmed again after a resume, under seqs already delivered, completes',
+  async (t) => {
+    const { client, sockets } = await connected();
+    const [mine, theirs] = [await ChatCipher.create(4096), await ChatCipher.create(4096)];
+    t.ok(await mine.accept(theirs.offer(), 'c1'));
+    t.ok(await theirs.accept(mine.offer(), 'c1'));
+    const done: string[] = [];
+    const files = new FileTransfers(client, mine, { complete: (tr) => done.push(tr.state) });
+    const size = 2 * chunkDataBytes(limits.maxChunkBytes) + 10;
+    const tr = await files.send({ name: 'x', type: 'y', size }, bytesSource(new Uint8Array(size)));
+    const s = sockets[0] as ScriptedSocket;
+    const parts = () => s.written.filter((f) => f.type === 'msg' && f.kind === FILE_KIND);
+    while (parts().length < 4) await new Promise((r) => setTimeout(r, 5));
+    const [offer, c1, c2, c3] = parts().map((f) => f.id as string) as [string, string, string, string];
+    const ids = [offer, c1, c2, c3];
+    // The offer and the first chunk are confirmed; the socket dies before the other two are.
+    s.serve({ type: 'sent', id: offer, seq: 1 });
+    s.serve({ type: 'sent', id: c1, seq: 2 });
+    s.close();
+    s.onclose?.({ code: 1006, reason: '' });
+    const again = client.connect();
+    const s2 = sockets[1] as ScriptedSocket;
+    s2.open();
+    // Meanwhile the partner received and acknowledged all four: the welcome says so.
+    const w = welcome(true, 'c1');
+    s2.serve({ ...w, chat: { ...(w.chat as object), deliveredSeq: 4 } });
+    await again;
+    t.same(
+      s2.written.filter((f) => f.type === 'msg').map((f) => f.id),
+      ids.slice(2),
+      'the two unconfirmed parts are written again',
+    );
+    s2.serve({ type: 'sent', id: c2, seq: 3 });
+    s2.serve({ type: 'sent', id: c3, seq: 4 });
+    t.equal(tr.state, 'complete', 'no later delivered mark is needed');
+    t.same(done, ['complete']);
+  },
+);

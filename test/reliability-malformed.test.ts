@@ -15,7 +15,7 @@ import { CASES, direct, gateway } from './reliability/malformed.js';
 import type { Row } from './reliability/table.js';
 
 const opts = { quick: true, log: (line: string) => t.comment(line) };
-const LIMITS = { maxMessageBytes: 4096 };
+const LIMITS = { maxMessageBytes: 4096, maxChunkBytes: 64_000 };
 
 const allPass = (t: Test, rows: Row[]) => {
   for (const row of rows) t.ok(row.pass, `${row.test}: ${row.figure}`);

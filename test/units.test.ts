@@ -150,7 +150,7 @@ t.test('protocol: utf8Length agrees with Buffer.byteLength', async (t) => {
 });
 
 t.test('protocol: decoding normalizes and bounds fields', async (t) => {
-  const limits = { maxMessageBytes: 10 };
+  const limits = { maxMessageBytes: 10, maxChunkBytes: 20 };
   t.same(decodeClientFrame('{"type":"find","interests":[" Music ","music","Go"]}', limits), {
     ok: true,
     frame: { type: 'find', interests: ['music', 'go'] },
@@ -220,13 +220,18 @@ t.test('protocol: the hand-built msg and sent frames are exactly what encode giv
 
 t.test('the hand-built welcome is byte-identical to encode', async (t) => {
   const limits = {
-    maxPayloadBytes: 16384,
+    maxPayloadBytes: 65536,
     maxMessageBytes: 4096,
     rateLimitPerSec: 20,
     rateLimitBurst: 40,
     maxInterests: 5,
     maxInterestLength: 32,
     bufferMessages: 500,
+    maxChunkBytes: 64_000,
+    maxFileBytes: 10 * 1024 * 1024,
+    fileRateBytesPerSec: 4 * 1024 * 1024,
+    fileRateBurstBytes: 1024 * 1024,
+    fileWindowChunks: 8,
   };
   const welcome = welcomeEncoder(120_000, limits);
   const chat = {

@@ -10,6 +10,7 @@ import { bucketsFor, ChatCipher, E2E_KIND, KEY_KIND, maxTextBytes, type OpenResu
 import {
   type EndReason,
   type ErrorFrame,
+  FILE_KIND,
   type IncomingMsgFrame,
   type Limits,
   type PairedVia,
@@ -18,6 +19,7 @@ import {
   type WelcomeFrame,
 } from '../protocol.js';
 import { Attention } from './attention.js';
+import { FileShare } from './files.js';
 import { byId, type Delivery, type OwnMessage, type Screen, type Tone, View } from './view.js';
 
 const RECONNECT: BackoffPolicy = { baseMs: 500, capMs: 10_000 };
@@ -98,6 +100,8 @@ class ChatApp {
   readonly #view = new View();
   readonly #attention = new Attention();
   readonly #client: RelayClient;
+  /** Pictures and files in the chat (src/web/files.ts); usable once the chat's keys are agreed. */
+  #files: FileShare | null = null;
   #phase: Phase = 'home';
   #link: Link = 'connecting';
   #fatal = '';
@@ -158,6 +162,22 @@ class ChatApp {
   }
 
   start(): void {
+    const v = this.#view;
+    this.#files = new FileShare({
+      client: this.#client,
+      list: v.list,
+      composer: v.composer,
+      dropZone: byId('chat'),
+      text: v.text,
+      partner: () => this.#partner.author,
+      notice: (text) => v.notice(text),
+      announce: (text) => v.announce(text),
+      added: (li, mine) => {
+        const log = v.log;
+        if (mine || log.scrollHeight - log.scrollTop - log.clientHeight - li.offsetHeight < 80)
+          li.scrollIntoView({ block: 'end' });
+      },
+    });
     this.#view.prefTyping.checked = loadPrefs().typing;
     this.#wireControls();
     this.#client.on('*', (frame) => this.#onFrame(frame));
@@ -503,6 +523,7 @@ class ChatApp {
     this.#pending = [];
     this.#mine.clear();
     this.#deliveredSeq = this.#readSeq = this.#shownSeq = this.#readSent = 0;
+    this.#files?.end();
     this.#view.clearLog();
     this.#view.notice(
       interests.length > 0
@@ -542,11 +563,18 @@ class ChatApp {
         );
       else if (!this.#keysReady) {
         this.#keysReady = true;
+        this.#files?.begin(cipher);
         this.#view.setSafety(cipher.safetyCode);
         this.#flushPending();
         this.#render();
       }
       return;
+    }
+    if (f.kind === FILE_KIND) {
+      // A part of a picture or file: its card shows the progress; no alert per part.
+      this.#files?.receive(f);
+      this.#shownSeq = f.seq;
+      return this.#markRead();
     }
     if (f.kind === E2E_KIND) {
       const opened = await cipher.open(f.body);
@@ -645,6 +673,7 @@ class ChatApp {
 
   /** Forgets the current chat's keys and marks what was not sent. */
   #dropChat(): void {
+    this.#files?.end();
     this.#chatId = null;
     this.#cipher = null;
     this.#keysReady = false;

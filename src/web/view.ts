@@ -376,7 +376,13 @@ export class View {
     const { li, view } = renderMessage(m, this.#author);
     const minute = minuteOf(m.ts);
     const g = this.#group;
-    const joins = g !== null && g.from === m.from && g.minute === minute && this.#day === dayOf(m.ts);
+    // Anything else added since (a notice, a file card) ends the group.
+    const joins =
+      g !== null &&
+      this.list.lastElementChild === g.li &&
+      g.from === m.from &&
+      g.minute === minute &&
+      this.#day === dayOf(m.ts);
     if (joins) g.li.classList.remove('last');
     else li.classList.add('first');
     li.classList.add('last');

@@ -25,8 +25,9 @@ import { crashesOf } from './malformed.js';
 import { buildFrame, OP, RawConnection, type Target, text } from './raw-frames.js';
 import { type Check, type CheckOptions, exactly, fmt, type Row } from './table.js';
 
-const MAX_PAYLOAD = 16_384;
+const MAX_PAYLOAD = 65_536;
 const MAX_MESSAGE = 4096;
+const MAX_CHUNK = 64_000;
 
 export interface Input {
   binary: boolean;
@@ -219,7 +220,7 @@ export function expectation(input: Input): Expectation {
     }
   // A string with lone surrogates is sent as UTF-8 with U+FFFD in their place (what a browser does too).
   textValue = Buffer.from(textValue, 'utf8').toString('utf8');
-  const decoded = decodeClientFrame(textValue, { maxMessageBytes: MAX_MESSAGE });
+  const decoded = decodeClientFrame(textValue, { maxMessageBytes: MAX_MESSAGE, maxChunkBytes: MAX_CHUNK });
   if (!decoded.ok) return one(`error:${decoded.code}`);
   const f = decoded.frame;
   const allow = (...codes: string[]) => ({

@@ -19,7 +19,7 @@ import { buildFrame, closePayload, OP, RawConnection, type Target, text, upgrade
 import { type Check, type CheckOptions, exactly, fmt, type Row } from './table.js';
 
 /** The relay's limit under test (src/config.ts MAX_PAYLOAD_BYTES default). */
-const MAX_PAYLOAD = 16_384;
+const MAX_PAYLOAD = 65_536;
 /** uWebSockets.js closes an HTTP connection that has not finished its request head after 10 s; nginx's client_header_timeout is 10 s too. */
 const HEADER_TIMEOUT_MS = 10_000;
 /**
