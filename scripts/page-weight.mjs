@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Prints the chat page's weight (every file the page loads, uncompressed and
-// gzipped) and exits 1 if it is over the 80 KB budget. Run after the build.
+// gzipped) and exits 1 if it is over the 80 KB budget (raised from 50 KB by issue 14,
+// the page as a product: landing screen, bubbles, dialogs, manifest and icons). Run after the build.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +25,7 @@ export function pageWeight(dir = PUBLIC_DIR) {
 
 export function printWeight(weight) {
   for (const f of weight.files)
-    console.log(`  ${f.file.padEnd(14)} ${String(f.bytes).padStart(7)} B  (gzip ${f.gzip} B)`);
+    console.log(`  ${f.file.padEnd(22)} ${String(f.bytes).padStart(7)} B  (gzip ${f.gzip} B)`);
   const verdict = weight.ok ? 'within' : 'OVER';
   console.log(
     `page weight: ${weight.total} B uncompressed, ${weight.gzip} B gzipped; ${verdict} the ${weight.budget} B budget`,

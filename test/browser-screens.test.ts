@@ -1,7 +1,8 @@
 /**
  * Keyboard-only use, background notifications and read receipts, the typing
- * switch, and screenshots of the main states at 320 px, 390 px and 1280 px in
- * light and dark (written to $SCREENSHOT_DIR, default test-output/screenshots;
+ * switch, and screenshots of the main states (the landing screen, waiting,
+ * inviting, chatting, a link's and Report's confirmations, reconnecting, a
+ * finished chat) at 320 px, 390 px and 1280 px in light and dark (written to $SCREENSHOT_DIR, default test-output/screenshots;
  * `npm run screenshots` refreshes the committed set in docs/screenshots).
  */
 import { mkdirSync } from 'node:fs';
@@ -107,8 +108,11 @@ for (const [size, viewport] of SIZES)
         srv.close();
       });
       mkdirSync(SCREENSHOT_DIR, { recursive: true });
-      const shot = (page: import('playwright-core').Page, state: string) =>
-        page.screenshot({ path: join(SCREENSHOT_DIR, `${state}-${size}-${colorScheme}.png`) });
+      const shot = async (page: import('playwright-core').Page, state: string) => {
+        // The pointer out of the way, so no message shows its hover state (its time) by accident.
+        await page.mouse.move(0, 0);
+        await page.screenshot({ path: join(SCREENSHOT_DIR, `${state}-${size}-${colorScheme}.png`) });
+      };
       const a = await openPage(browser, `${proxy.http}/`, { viewport, colorScheme });
       const b = await openPage(browser, `${srv.http}/`, { viewport, colorScheme });
       await waitForStatus(a.page, 'Connected');
@@ -126,13 +130,25 @@ for (const [size, viewport] of SIZES)
       await b.page.locator('#start').click();
       await waitForStatus(a.page, 'end-to-end encrypted');
       await send(b.page, 'hi! anyone into chess here?');
-      await a.page.locator('#log li[data-from="them"]').waitFor();
+      await send(b.page, 'I play most evenings');
+      await a.page.locator('#log li[data-from="them"]').nth(1).waitFor();
       await send(a.page, 'Yes, always. <b>Sicilian</b> or French?');
-      await b.page.locator('#log li[data-from="them"]').waitFor();
-      await a.page.locator('#log li[data-from="me"][data-status="read"]').waitFor();
+      await send(a.page, 'My openings: www.example.org/repertoire');
+      await b.page.locator('#log li[data-from="them"]').nth(1).waitFor();
+      await a.page.locator('#log li[data-from="me"][data-status="read"]').nth(1).waitFor();
       await b.page.locator('#text').pressSequentially('Sicil');
       await a.page.locator('#typing').waitFor();
       await shot(a.page, '3-chatting');
+      // A link asks before it opens, showing the whole address.
+      await a.page.locator('#log a').click();
+      await a.page.locator('#link-dialog').waitFor();
+      await shot(a.page, '3-link');
+      await a.page.locator('#link-cancel').click();
+      // So does Report.
+      await a.page.locator('#report').click();
+      await a.page.locator('#report-dialog').waitFor();
+      await shot(a.page, '3-report');
+      await a.page.locator('#report-cancel').click();
       proxy.refuse(true);
       proxy.cut();
       await waitForStatus(a.page, 'Reconnecting');
@@ -140,7 +156,7 @@ for (const [size, viewport] of SIZES)
       await shot(a.page, '4-reconnecting');
       proxy.refuse(false);
       await waitForStatus(a.page, 'end-to-end encrypted', 20_000);
-      await a.page.locator('#log li[data-from="me"][data-status="read"]').nth(1).waitFor();
+      await a.page.locator('#log li[data-from="me"][data-status="read"]').nth(2).waitFor();
       await b.page.locator('#leave').click();
       await waitForStatus(a.page, 'Chat over');
       await shot(a.page, '5-chat-over');

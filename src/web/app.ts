@@ -33,6 +33,8 @@ const TYPING_SHOWN_MS = 6_000;
 const DRAIN_JITTER_MS = 3_000;
 /** How long a first press of Next waits for the second. */
 const NEXT_ARMED_MS = 4_000;
+/** Esc twice within this long skips to the next stranger (Omegle's habit). */
+const ESC_TWICE_MS = 1_000;
 const PREFS_KEY = 'anon-chat.prefs';
 const DEFAULT_MAX_MESSAGE_BYTES = 4096;
 
@@ -62,6 +64,10 @@ const FRIEND: Partner = {
   this: 'your friend',
   author: 'Your friend',
 };
+
+/** The ending's headline, as Omegle put it: who disconnected. */
+const END_HEADLINE = (reason: EndReason, p: Partner) =>
+  reason.startsWith('you_') ? 'You have disconnected' : `${p.author} has disconnected`;
 
 const END_TEXT: Record<EndReason, (p: Partner) => string> = {
   you_left: () => 'You left the chat.',
@@ -134,6 +140,8 @@ class ChatApp {
   #typingSentAt = 0;
   #typingStop: ReturnType<typeof setTimeout> | undefined;
   #typingShown: ReturnType<typeof setTimeout> | undefined;
+  /** When Esc was last pressed (performance.now()), to tell a double press. */
+  #escAt = Number.NEGATIVE_INFINITY;
   /** Set while Next waits for its confirming second press. */
   #nextArmed: ReturnType<typeof setTimeout> | undefined;
 
@@ -343,7 +351,7 @@ class ChatApp {
         return this.#inOrder(async () => {
           // Endings I caused were already shown when I clicked.
           if (frame.reason.startsWith('you_') && this.#phase !== 'chatting') return;
-          this.#endChat(END_TEXT[frame.reason](this.#partner));
+          this.#endChat(END_TEXT[frame.reason](this.#partner), END_HEADLINE(frame.reason, this.#partner));
         });
       case 'error':
         return this.#onError(frame);
@@ -652,11 +660,11 @@ class ChatApp {
   }
 
   /** The chat is over, for whatever reason: keys are dropped, unsent messages say so. */
-  #endChat(text: string): void {
+  #endChat(text: string, headline = 'Chat over'): void {
     if (this.#phase !== 'chatting') return;
     this.#phase = 'ended';
     this.#dropChat();
-    this.#view.notice(text);
+    this.#view.ended(headline, text);
     this.#view.chatOpen(false);
     this.#render();
     byId('again').focus();
@@ -678,7 +686,7 @@ class ChatApp {
   #leave(frame: 'leave' | 'block' | 'report', reason: EndReason): void {
     if (this.#chatId) this.#left.set(this.#chatId, frame);
     this.#client.send({ type: frame });
-    this.#endChat(END_TEXT[reason](this.#partner));
+    this.#endChat(END_TEXT[reason](this.#partner), END_HEADLINE(reason, this.#partner));
   }
 
   // ---- typing ------------------------------------------------------------------
@@ -728,15 +736,35 @@ class ChatApp {
         this.#nextArmed = setTimeout(() => this.#disarmNext(), NEXT_ARMED_MS);
         return v.armNext(true);
       }
-      this.#disarmNext();
-      if (this.#chatId) this.#left.set(this.#chatId, 'leave');
-      this.#client.send({ type: 'leave' });
-      this.#dropChat();
-      this.#find();
+      this.#skip();
     });
     click('leave', () => this.#leave('leave', 'you_left'));
     click('block', () => this.#leave('block', 'you_blocked'));
-    click('report', () => this.#leave('report', 'you_reported'));
+    // Report has consequences for the other person, so it asks first; cancelling changes nothing.
+    click('report', () =>
+      v.confirmReport().then((yes) => {
+        if (yes && this.#phase === 'chatting') this.#leave('report', 'you_reported');
+      }),
+    );
+    // Esc, then Esc again within a second: the next stranger (from an open chat or a finished one).
+    document.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape' || e.repeat || e.isComposing || v.dialogOpen) return;
+      const now = performance.now();
+      const again = now - this.#escAt < ESC_TWICE_MS;
+      this.#escAt = again ? Number.NEGATIVE_INFINITY : now;
+      if (this.#phase === 'ended') {
+        if (again) this.#find();
+        else v.announce('Press Esc again for a new chat.');
+        return;
+      }
+      if (this.#phase !== 'chatting' || this.#link !== 'online') return;
+      if (!again) {
+        clearTimeout(this.#nextArmed);
+        this.#nextArmed = setTimeout(() => this.#disarmNext(), ESC_TWICE_MS);
+        return v.armNext(true, 'Press Esc again');
+      }
+      this.#skip();
+    });
     click('home-button', () => this.#goHome());
     click('copy', (b) => {
       v.inviteLink.select();
@@ -808,6 +836,15 @@ class ChatApp {
       else if (this.#phase === 'looking' || this.#phase === 'inviting' || this.#phase === 'joining')
         this.#cancelWaiting();
     });
+  }
+
+  /** Leaves this chat and looks for someone new at once (Next confirmed, or Esc twice). */
+  #skip(): void {
+    this.#disarmNext();
+    if (this.#chatId) this.#left.set(this.#chatId, 'leave');
+    this.#client.send({ type: 'leave' });
+    this.#dropChat();
+    this.#find();
   }
 
   #disarmNext(): void {
