@@ -278,6 +278,53 @@ t.test('an oversize file gets a clear error; active types are never rendered', a
   t.same(b.problems, [], 'no script ran, no CSP violation');
 });
 
+t.test('a file dropped on the chat or pasted into the message box gets the same preview', async (t) => {
+  const srv = await startTestServer();
+  t.teardown(srv.close);
+  const [a, b] = await matchedPages(browser, `${srv.http}/`);
+  t.teardown(() => close([a, b]));
+  // What a drop and a paste deliver: a DataTransfer holding a File, made in the page.
+  const deliver = (how: 'drop' | 'paste', name: string) =>
+    a.page.evaluate(
+      ([how, name]) => {
+        const g = globalThis as unknown as {
+          document: { getElementById(id: string): { dispatchEvent(e: unknown): boolean } | null };
+          DataTransfer: new () => { items: { add(f: unknown): void } };
+          File: new (parts: string[], name: string, o: { type: string }) => unknown;
+          DragEvent: new (type: string, o: object) => unknown;
+          ClipboardEvent: new (type: string, o: object) => unknown;
+        };
+        const dt = new g.DataTransfer();
+        dt.items.add(new g.File(['hello from a ', how], name, { type: 'text/plain' }));
+        if (how === 'drop') {
+          const zone = g.document.getElementById('chat');
+          zone?.dispatchEvent(new g.DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+          zone?.dispatchEvent(new g.DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        } else
+          g.document
+            .getElementById('text')
+            ?.dispatchEvent(new g.ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+      },
+      [how, name] as const,
+    );
+  for (const [how, name] of [
+    ['drop', 'dropped.txt'],
+    ['paste', 'pasted.txt'],
+  ] as const) {
+    await deliver(how, name);
+    await a.page.locator('#attach-preview', { hasText: name }).waitFor();
+    await a.page.locator('#attach-send').click();
+    await b.page.locator('#log li.file[data-from="them"][data-state="complete"]', { hasText: name }).waitFor();
+    t.equal((await download(b)).toString(), `hello from a ${how}`, `a ${how} sends the file`);
+  }
+  // Escape closes a preview without sending.
+  await deliver('paste', 'never.txt');
+  await a.page.locator('#attach-preview', { hasText: 'never.txt' }).waitFor();
+  await a.page.keyboard.press('Escape');
+  await a.page.locator('#attach-preview').waitFor({ state: 'hidden' });
+  t.equal(await a.page.locator('#log li.file', { hasText: 'never.txt' }).count(), 0, 'Escape sends nothing');
+});
+
 t.test('across two instances on Redis: a file crosses whole', async (t) => {
   const cluster = await startTestCluster('redis', { nodes: 2 });
   t.teardown(cluster.close);
