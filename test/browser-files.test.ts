@@ -323,6 +323,12 @@ t.test('a file dropped on the chat or pasted into the message box gets the same 
   await a.page.keyboard.press('Escape');
   await a.page.locator('#attach-preview').waitFor({ state: 'hidden' });
   t.equal(await a.page.locator('#log li.file', { hasText: 'never.txt' }).count(), 0, 'Escape sends nothing');
+  // That Escape only closed the preview: one more right after it is a first press, not a second.
+  await a.page.keyboard.press('Escape');
+  await a.page.locator('#text').fill('still chatting');
+  await a.page.locator('#text').press('Enter');
+  await b.page.locator('#log li[data-from="them"]', { hasText: 'still chatting' }).waitFor();
+  t.equal(await b.page.getByText('has disconnected').count(), 0, 'the chat did not skip to the next stranger');
 });
 
 t.test('across two instances on Redis: a file crosses whole', async (t) => {

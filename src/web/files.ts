@@ -259,7 +259,10 @@ export class FileShare {
     p.append(row);
     p.hidden = false;
     p.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') this.#closePreview();
+      if (e.key !== 'Escape') return;
+      // Closing the preview is all this Escape does: it must not count towards Esc twice (next stranger).
+      e.stopPropagation();
+      this.#closePreview();
     });
     cancel.addEventListener('click', () => this.#closePreview());
     send.addEventListener('click', () => void this.#send(file, picture && !original.checked));
