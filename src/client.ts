@@ -364,10 +364,12 @@ export class RelayClient {
     this.id = frame.id;
     this.token = frame.token;
     this.limits = frame.limits;
+    // A fifth of each burst (at least one frame) is kept in reserve: frames the client spaced out can reach the
+    // server bunched together (a busy event loop, a network queue), and the reserve absorbs that much jitter.
     this.#budget = {
       clock: this.#opts.clock,
       perSecond: frame.limits.rateLimitPerSec,
-      burst: frame.limits.rateLimitBurst,
+      burst: Math.max(1, frame.limits.rateLimitBurst - Math.max(1, Math.ceil(frame.limits.rateLimitBurst / 5))),
     };
     // A server from before file transfers announces no file budget: chunks then go unpaced (and it refuses them).
     this.#fileBudget =
@@ -375,7 +377,11 @@ export class RelayClient {
         ? {
             clock: this.#opts.clock,
             perSecond: frame.limits.fileRateBytesPerSec,
-            burst: frame.limits.fileRateBurstBytes,
+            // The same reserve, but never below one whole chunk, or a chunk could never go.
+            burst: Math.max(
+              Math.floor(frame.limits.fileRateBurstBytes * 0.8),
+              Math.min(frame.limits.fileRateBurstBytes, frame.limits.maxChunkBytes),
+            ),
           }
         : null;
     this.#ready = true;
