@@ -65,6 +65,12 @@ interface Outgoing {
  */
 const UNMETERED = new Set<string>(['hello', 'typing', 'ack', 'read']);
 
+/** A server bucket mirrored to pace the outbox: its policy and its one number (limits.ts). */
+interface Mirror {
+  readonly policy: BucketPolicy;
+  fullAt: number;
+}
+
 const OPEN = 1;
 
 /** Received message ids remembered per chat (the server's DEDUPE_WINDOW is 1,024 too). */
@@ -96,11 +102,9 @@ export class RelayClient {
   #ackScheduled = false;
   #counter = 0;
   /** The server's frame budget as its welcome announced it, mirrored to pace the outbox. */
-  #budget: BucketPolicy | null = null;
-  #budgetFullAt = 0;
+  #budget: Mirror | null = null;
   /** The server's file-chunk byte budget, mirrored the same way. */
-  #fileBudget: BucketPolicy | null = null;
-  #fileBudgetFullAt = 0;
+  #fileBudget: Mirror | null = null;
   /** Set while the outbox waits (for the budget, or for a refusal's retry hint). */
   #pumpTimer: TimerHandle | null = null;
   #pausedUntil = 0;
@@ -163,9 +167,10 @@ export class RelayClient {
     if (this.#socket?.readyState !== OPEN) return;
     this.#socket.send(encode(frame));
     // Control frames are never held back; they only use up what paced messages may spend.
-    if (this.#budget && !UNMETERED.has(frame.type)) {
-      const interval = 1000 / this.#budget.perSecond;
-      this.#budgetFullAt = Math.max(this.#budgetFullAt, this.#opts.clock.now()) + interval;
+    const budget = this.#budget;
+    if (budget && !UNMETERED.has(frame.type)) {
+      const interval = 1000 / budget.policy.perSecond;
+      budget.fullAt = Math.max(budget.fullAt, this.#opts.clock.now()) + interval;
     }
   }
 
@@ -200,7 +205,7 @@ export class RelayClient {
     if (now < this.#pausedUntil) return this.#pumpAt(this.#pausedUntil - now);
     for (const out of this.#outbox.values()) {
       if (out.written) continue;
-      const wait = out.frame.kind === FILE_KIND ? this.#spendFile(now, chunkCost(out.frame.body)) : this.#spend(now);
+      const wait = this.#spend(out.frame, now);
       if (wait > 0) return this.#pumpAt(wait);
       out.written = true;
       this.#socket.send(encode(out.frame));
@@ -214,23 +219,18 @@ export class RelayClient {
     });
   }
 
-  /** Takes one frame from the mirrored budget: 0, or the ms until one is there. */
-  #spend(now: number): number {
-    const budget = this.#budget;
-    if (!budget) return 0;
-    const next = takeToken(budget, this.#budgetFullAt, now);
-    if (next < 0) return Math.max(1, msUntilToken(budget, this.#budgetFullAt, now));
-    this.#budgetFullAt = next;
-    return 0;
+  /** The mirrored budget a message spends from, and what it costs there: a file chunk its bytes, else one frame. */
+  #costOf(frame: Outgoing['frame']): [Mirror | null, number] {
+    return frame.kind === FILE_KIND ? [this.#fileBudget, chunkCost(frame.body)] : [this.#budget, 1];
   }
 
-  /** Takes a file chunk's bytes from the mirrored file budget: 0, or the ms until there are that many. */
-  #spendFile(now: number, cost: number): number {
-    const budget = this.#fileBudget;
+  /** Takes what a message costs from its mirrored budget: 0, or the ms until there is that much. */
+  #spend(frame: Outgoing['frame'], now: number): number {
+    const [budget, cost] = this.#costOf(frame);
     if (!budget) return 0;
-    const next = takeToken(budget, this.#fileBudgetFullAt, now, cost);
-    if (next < 0) return Math.max(1, msUntilToken(budget, this.#fileBudgetFullAt, now, cost));
-    this.#fileBudgetFullAt = next;
+    const next = takeToken(budget.policy, budget.fullAt, now, cost);
+    if (next < 0) return Math.max(1, msUntilToken(budget.policy, budget.fullAt, now, cost));
+    budget.fullAt = next;
     return 0;
   }
 
@@ -254,14 +254,10 @@ export class RelayClient {
     const now = this.#opts.clock.now();
     this.#pausedUntil = Math.max(this.#pausedUntil, now + retryAfterMs);
     // The server's bucket (the file budget for a chunk) is empty until then: mirror that, so what follows is paced.
-    const file = refused.frame.kind === FILE_KIND ? this.#fileBudget : null;
-    if (file) {
-      const interval = 1000 / file.perSecond;
-      const cost = chunkCost(refused.frame.body);
-      this.#fileBudgetFullAt = Math.max(this.#fileBudgetFullAt, this.#pausedUntil + (file.burst - cost) * interval);
-    } else if (this.#budget) {
-      const interval = 1000 / this.#budget.perSecond;
-      this.#budgetFullAt = Math.max(this.#budgetFullAt, this.#pausedUntil + (this.#budget.burst - 1) * interval);
+    const [budget, cost] = this.#costOf(refused.frame);
+    if (budget) {
+      const interval = 1000 / budget.policy.perSecond;
+      budget.fullAt = Math.max(budget.fullAt, this.#pausedUntil + (budget.policy.burst - cost) * interval);
     }
     this.#pumpTimer?.cancel();
     this.#pumpTimer = null;
@@ -367,21 +363,28 @@ export class RelayClient {
     // A fifth of each burst (at least one frame) is kept in reserve: frames the client spaced out can reach the
     // server bunched together (a busy event loop, a network queue), and the reserve absorbs that much jitter.
     this.#budget = {
-      clock: this.#opts.clock,
-      perSecond: frame.limits.rateLimitPerSec,
-      burst: Math.max(1, frame.limits.rateLimitBurst - Math.max(1, Math.ceil(frame.limits.rateLimitBurst / 5))),
+      policy: {
+        clock: this.#opts.clock,
+        perSecond: frame.limits.rateLimitPerSec,
+        burst: Math.max(1, frame.limits.rateLimitBurst - Math.max(1, Math.ceil(frame.limits.rateLimitBurst / 5))),
+      },
+      // The server's bucket is the session's, not the socket's: a reconnect refills nothing here either.
+      fullAt: this.#budget?.fullAt ?? 0,
     };
     // A server from before file transfers announces no file budget: chunks then go unpaced (and it refuses them).
     this.#fileBudget =
       frame.limits.fileRateBytesPerSec > 0
         ? {
-            clock: this.#opts.clock,
-            perSecond: frame.limits.fileRateBytesPerSec,
-            // The same reserve, but never below one whole chunk, or a chunk could never go.
-            burst: Math.max(
-              Math.floor(frame.limits.fileRateBurstBytes * 0.8),
-              Math.min(frame.limits.fileRateBurstBytes, frame.limits.maxChunkBytes),
-            ),
+            policy: {
+              clock: this.#opts.clock,
+              perSecond: frame.limits.fileRateBytesPerSec,
+              // The same reserve, but never below one whole chunk, or a chunk could never go.
+              burst: Math.max(
+                Math.floor(frame.limits.fileRateBurstBytes * 0.8),
+                Math.min(frame.limits.fileRateBurstBytes, frame.limits.maxChunkBytes),
+              ),
+            },
+            fullAt: this.#fileBudget?.fullAt ?? 0,
           }
         : null;
     this.#ready = true;
