@@ -123,7 +123,13 @@ export interface FileTransferEvents {
   ended?(t: Transfer): void;
 }
 
-interface Outgoing extends Transfer {
+/** What both directions keep beyond what the page sees. */
+interface Kept extends Transfer {
+  /** Data bytes per chunk, fixed by the offer: every chunk's plaintext is this long (a later welcome changes nothing). */
+  readonly chunkBytes: number;
+}
+
+interface Outgoing extends Kept {
   readonly raw: Bytes;
   readonly source: FileSource;
   /** Chunks handed to the client so far (the offer is not counted). */
@@ -132,11 +138,9 @@ interface Outgoing extends Transfer {
   readonly inFlight: Map<string, number | null>;
 }
 
-interface Incoming extends Transfer {
+interface Incoming extends Kept {
   parts: Uint8Array[];
   received: number;
-  /** Data bytes per chunk, as the offer said: every chunk's plaintext must be this long. */
-  readonly chunkBytes: number;
 }
 
 export class FileTransfers {
@@ -197,6 +201,7 @@ export class FileTransfers {
       direction: 'out',
       meta: { name: meta.name.slice(0, MAX_NAME_LENGTH), type: meta.type.slice(0, 100), size: source.size },
       chunks: Math.ceil(source.size / chunkBytes),
+      chunkBytes,
       doneChunks: 0,
       state: 'active',
       endedBy: null,
@@ -261,7 +266,7 @@ export class FileTransfers {
     this.#pumping = true;
     try {
       for (const t of this.#out.values()) {
-        const chunkBytes = chunkDataBytes(this.#limits.maxChunkBytes);
+        const chunkBytes = t.chunkBytes;
         while (t.state === 'active' && t.queued < t.chunks && t.queued - t.doneChunks < this.#limits.fileWindowChunks) {
           const index = t.queued + 1;
           const offset = (index - 1) * chunkBytes;
