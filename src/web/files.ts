@@ -11,6 +11,7 @@ import type { RelayClient } from '../client.js';
 import type { ChatCipher } from '../e2e.js';
 import { type FileSource, FileTooLargeError, FileTransfers, formatBytes, type Transfer } from '../file-transfer.js';
 import type { IncomingMsgFrame } from '../protocol.js';
+import { element } from './view.js';
 
 /** Pictures the page shows inline, with the bytes each must start with. Everything else is a download. */
 const INLINE: Record<string, (b: Uint8Array) => boolean> = {
@@ -47,13 +48,6 @@ export interface FilesHost {
   added(li: HTMLLIElement, mine: boolean): void;
 }
 
-const el = <K extends keyof HTMLElementTagNameMap>(tag: K, className = '', text = ''): HTMLElementTagNameMap[K] => {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text) e.textContent = text;
-  return e;
-};
-
 const blobSource = (blob: Blob): FileSource => ({
   size: blob.size,
   read: async (offset, length) => new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer()),
@@ -70,7 +64,7 @@ const saveName = (name: string): string =>
 async function reencode(file: Blob): Promise<Blob> {
   const bitmap = await createImageBitmap(file);
   const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
-  const canvas = el('canvas');
+  const canvas = element('canvas');
   canvas.width = Math.max(1, Math.round(bitmap.width * scale));
   canvas.height = Math.max(1, Math.round(bitmap.height * scale));
   canvas.getContext('2d')?.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
@@ -94,24 +88,24 @@ class Card {
   readonly #body: HTMLElement;
 
   constructor(t: Transfer, author: string, onCancel: () => void) {
-    this.li = el('li', 'file');
+    this.li = element('li', 'file');
     this.li.dataset.from = t.direction === 'out' ? 'me' : 'them';
     this.li.dataset.transfer = t.id;
     this.li.dataset.state = 'active';
-    this.#body = el('div', 'file-body');
-    const name = el('span', 'file-name', t.meta.name);
-    const about = el('span', 'file-about', `${formatBytes(t.meta.size)} · ${t.meta.type || 'unknown type'}`);
+    this.#body = element('div', 'file-body');
+    const name = element('span', 'file-name', t.meta.name);
+    const about = element('span', 'file-about', `${formatBytes(t.meta.size)} · ${t.meta.type || 'unknown type'}`);
     this.#body.append(name, about);
-    this.#progress = el('progress');
+    this.#progress = element('progress');
     this.#progress.max = Math.max(1, t.chunks);
     this.#progress.value = 0;
     this.#progress.setAttribute('aria-label', `Progress of ${t.meta.name}`);
-    this.#status = el('span', 'meta', t.direction === 'out' ? 'Sending…' : 'Receiving…');
-    this.#cancel = el('button', 'file-cancel', 'Cancel');
+    this.#status = element('span', 'meta', t.direction === 'out' ? 'Sending…' : 'Receiving…');
+    this.#cancel = element('button', 'file-cancel', 'Cancel');
     this.#cancel.type = 'button';
     this.#cancel.setAttribute('aria-label', `Cancel ${t.meta.name}`);
     this.#cancel.addEventListener('click', onCancel);
-    this.li.append(el('span', 'sr', `${author}: file `), this.#body, this.#progress, this.#status, this.#cancel);
+    this.li.append(element('span', 'sr', `${author}: file `), this.#body, this.#progress, this.#status, this.#cancel);
   }
 
   progress(t: Transfer): void {
@@ -146,17 +140,17 @@ export class FileShare {
 
   constructor(host: FilesHost) {
     this.#host = host;
-    this.#attach = el('button', 'attach', '+');
+    this.#attach = element('button', 'attach', '+');
     this.#attach.type = 'button';
     this.#attach.id = 'attach';
     this.#attach.title = 'Send a picture or a file';
     this.#attach.setAttribute('aria-label', 'Send a picture or a file');
     this.#attach.disabled = true;
-    this.#input = el('input');
+    this.#input = element('input');
     this.#input.type = 'file';
     this.#input.id = 'file-input';
     this.#input.hidden = true;
-    this.#preview = el('div', 'attach-preview');
+    this.#preview = element('div', 'attach-preview');
     this.#preview.id = 'attach-preview';
     this.#preview.hidden = true;
     this.#preview.setAttribute('role', 'dialog');
@@ -231,30 +225,30 @@ export class FileShare {
     const p = this.#preview;
     const picture = REENCODE.has(file.type);
     if (picture) {
-      const img = el('img', 'preview-img');
+      const img = element('img', 'preview-img');
       img.alt = `Preview of ${file.name}`;
       img.src = this.#url(file);
       p.append(img);
     }
     p.append(
-      el('p', 'file-name', file.name),
-      el('p', 'file-about', `${formatBytes(file.size)} · ${file.type || 'unknown type'}`),
+      element('p', 'file-name', file.name),
+      element('p', 'file-about', `${formatBytes(file.size)} · ${file.type || 'unknown type'}`),
     );
-    const original = el('input');
+    const original = element('input');
     original.type = 'checkbox';
     original.id = 'send-original';
     if (picture) {
-      const label = el('label', 'hint');
+      const label = element('label', 'hint');
       label.append(original, ' Send the original (keeps its metadata, such as where and when it was taken)');
       p.append(label);
     }
-    const send = el('button', 'primary', 'Send');
+    const send = element('button', 'primary', 'Send');
     send.type = 'button';
     send.id = 'attach-send';
-    const cancel = el('button', '', 'Cancel');
+    const cancel = element('button', '', 'Cancel');
     cancel.type = 'button';
     cancel.id = 'attach-cancel';
-    const row = el('div', 'row');
+    const row = element('div', 'row');
     row.append(send, cancel);
     p.append(row);
     p.hidden = false;
@@ -296,7 +290,7 @@ export class FileShare {
       if (t.state !== 'active') return;
       const card = this.#card(t);
       if (clean && INLINE[blob.type]) {
-        const img = el('img', 'file-img');
+        const img = element('img', 'file-img');
         img.alt = `Picture you sent: ${name}`;
         img.src = this.#url(blob);
         card.show(img);
@@ -330,18 +324,18 @@ export class FileShare {
     const head = bytes[0] ?? new Uint8Array(0);
     const inline = INLINE[t.meta.type]?.(head) ?? false;
     if (inline) {
-      const img = el('img', 'file-img');
+      const img = element('img', 'file-img');
       img.alt = `Picture from ${this.#host.partner()}: ${t.meta.name}`;
       img.src = this.#url(new Blob(bytes as BlobPart[], { type: t.meta.type }));
       card.show(img);
     } else {
       // Typed as plain bytes, so the browser saves it and never renders it, whatever the sender said it is.
       const url = this.#url(new Blob(bytes as BlobPart[], { type: 'application/octet-stream' }));
-      const download = el('button', 'file-download', 'Download');
+      const download = element('button', 'file-download', 'Download');
       download.type = 'button';
       download.setAttribute('aria-label', `Download ${t.meta.name}`);
       download.addEventListener('click', () => {
-        const a = el('a');
+        const a = element('a');
         a.href = url;
         a.download = saveName(t.meta.name);
         a.rel = 'noopener';

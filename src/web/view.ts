@@ -64,9 +64,9 @@ export function dayLabel(ts: number, now = Date.now()): string {
   });
 }
 
-function element<K extends keyof HTMLElementTagNameMap>(
+export function element<K extends keyof HTMLElementTagNameMap>(
   tag: K,
-  className: string,
+  className = '',
   text = '',
 ): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
