@@ -15,6 +15,7 @@ import {
   openPage,
   SMALL_PHONE,
   send,
+  setHidden,
   type TestPage,
   waitForStatus,
 } from './fixtures/browser.js';
@@ -27,14 +28,6 @@ t.teardown(() => browser.close());
 type Styles = { getComputedStyle(el: unknown, pseudo?: string): { content: string } };
 
 const clean = (p: TestPage) => p.problems.filter((x) => !x.includes('WebSocket'));
-
-/** Makes the page believe it is in a background tab (or back in front). */
-const setHidden = (page: import('playwright-core').Page, hidden: boolean) =>
-  page.evaluate(`
-    Object.defineProperty(document, 'hidden', { configurable: true, get: () => ${hidden} });
-    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => '${hidden ? 'hidden' : 'visible'}' });
-    document.dispatchEvent(new Event('visibilitychange'));
-  `);
 
 t.test(
   'the landing screen says what this is, how it protects, the rules and the age, with Start and Invite',

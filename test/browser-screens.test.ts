@@ -16,6 +16,7 @@ import {
   PHONE,
   SMALL_PHONE,
   send,
+  setHidden,
   waitForStatus,
 } from './fixtures/browser.js';
 import { startTestServer } from './fixtures/server.js';
@@ -24,14 +25,6 @@ import { TcpProxy } from './fixtures/tcp-proxy.js';
 const browser = await launchBrowser();
 t.teardown(() => browser.close());
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR ?? 'test-output/screenshots';
-
-/** Makes the page believe it is in a background tab (or back in front). */
-const setHidden = (page: import('playwright-core').Page, hidden: boolean) =>
-  page.evaluate(`
-    Object.defineProperty(document, 'hidden', { configurable: true, get: () => ${hidden} });
-    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => '${hidden ? 'hidden' : 'visible'}' });
-    document.dispatchEvent(new Event('visibilitychange'));
-  `);
 
 t.test('keyboard only: Tab to Start, Enter, type, Enter sends', async (t) => {
   const srv = await startTestServer();

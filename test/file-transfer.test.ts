@@ -7,8 +7,9 @@ import t from 'tap';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { bytesSource, chunkDataBytes, FileTooLargeError } from '../src/file-transfer.js';
 import { FILE_KIND } from '../src/protocol.js';
+import { until } from './fixtures/chatters.js';
 import { startTestCluster } from './fixtures/cluster.js';
-import { fakeFile, filePeer, pairPeers, sha256 } from './fixtures/file-peers.js';
+import { fakeFile, pairedPeers, sha256 } from './fixtures/file-peers.js';
 import { startTestServer } from './fixtures/server.js';
 import { pairedClients, sleep } from './fixtures/ws-client.js';
 
@@ -16,19 +17,10 @@ const MB = 1024 * 1024;
 const DEFAULTS = loadConfig({});
 const fileMessages = (wire: string[]) => wire.filter((f) => f.includes(`"kind":"${FILE_KIND}"`));
 
-async function until(what: string, done: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 t.test('a 5 MB file arrives whole (same SHA-256), and only ciphertext crosses the wire', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const [a, b] = [await filePeer(srv.url), await filePeer(srv.url)];
-  await pairPeers(a, b);
+  const [a, b] = await pairedPeers(srv.url);
   const file = fakeFile(5 * MB);
   const sent = await a.files.send(
     { name: 'holiday-secret.png', type: 'image/png', size: file.length },
@@ -58,8 +50,7 @@ t.test('a 5 MB file arrives whole (same SHA-256), and only ciphertext crosses th
 t.test('flow control: a receiver that does not acknowledge holds the sender at its window', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const [a, b] = [await filePeer(srv.url), await filePeer(srv.url, { autoAck: false })];
-  await pairPeers(a, b);
+  const [a, b] = await pairedPeers(srv.url, srv.url, { autoAck: false });
   b.client.send({ type: 'ack', seq: b.client.lastSeq });
   const window = DEFAULTS.fileWindowChunks;
   const file = fakeFile(2 * MB);
@@ -88,8 +79,7 @@ t.test('flow control: a receiver that does not acknowledge holds the sender at i
 t.test('either side cancels: both are told, and nothing of the transfer stays anywhere', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const [a, b] = [await filePeer(srv.url), await filePeer(srv.url)];
-  await pairPeers(a, b);
+  const [a, b] = await pairedPeers(srv.url);
   const file = fakeFile(3 * MB);
   const meta = { name: 'x.bin', type: 'application/octet-stream', size: file.length };
   const one = await a.files.send(meta, bytesSource(file));
@@ -122,8 +112,7 @@ t.test('either side cancels: both are told, and nothing of the transfer stays an
 t.test('the chat ends mid-transfer: the relay keeps nothing of it, and the sender sends nothing more', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const [a, b] = [await filePeer(srv.url), await filePeer(srv.url, { autoAck: false })];
-  await pairPeers(a, b);
+  const [a, b] = await pairedPeers(srv.url, srv.url, { autoAck: false });
   const file = fakeFile(2 * MB);
   const sent = await a.files.send(
     { name: 'a.bin', type: 'application/octet-stream', size: file.length },
@@ -149,8 +138,7 @@ t.test('the chat ends mid-transfer: the relay keeps nothing of it, and the sende
 t.test('a network cut in the middle of a 5 MB transfer, on either side: it completes after the resume', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const [a, b] = [await filePeer(srv.url), await filePeer(srv.url)];
-  await pairPeers(a, b);
+  const [a, b] = await pairedPeers(srv.url);
   const file = fakeFile(5 * MB);
   const sent = await a.files.send(
     { name: 'x.bin', type: 'application/octet-stream', size: file.length },
@@ -172,8 +160,7 @@ t.test('a network cut in the middle of a 5 MB transfer, on either side: it compl
 t.test('tampered, reordered, replayed and oversize transfers are refused, never shown', async (t) => {
   const srv = await startTestServer();
   t.teardown(srv.close);
-  const [a, b] = [await filePeer(srv.url), await filePeer(srv.url)];
-  await pairPeers(a, b);
+  const [a, b] = await pairedPeers(srv.url);
   const file = fakeFile(300_000);
   const meta = { name: 'x.bin', type: 'application/octet-stream', size: file.length };
   const realSend = a.client.sendMessage.bind(a.client);
@@ -321,8 +308,7 @@ t.test('across instances on Redis: a transfer crosses, and survives the receiver
   t.teardown(cluster.close);
   const [n0, n1, n2] = cluster.nodes.map((n) => n.url) as [string, string, string];
   let bAt = n1;
-  const [a, b] = [await filePeer(n0), await filePeer(() => bAt)];
-  await pairPeers(a, b);
+  const [a, b] = await pairedPeers(n0, () => bAt);
   const file = fakeFile(5 * MB);
   const sent = await a.files.send(
     { name: 'x.bin', type: 'application/octet-stream', size: file.length },

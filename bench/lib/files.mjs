@@ -3,60 +3,22 @@
 // instances on Redis. It reports each transfer's time and throughput and the server CPU per MB (the relays', and
 // Redis's, read from /proc), with the default byte budget (FILE_RATE_BYTES_PER_SEC) and with it opened up, so
 // what the relay costs is seen apart from what the budget allows. Every file is checked by SHA-256.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import WebSocket from 'ws';
 import { startRelay } from './proc.mjs';
 import { startRedis } from './redis.mjs';
 
-const DIST = fileURLToPath(new URL('../../dist/src/', import.meta.url));
-const { RelayClient } = await import(`${DIST}client.js`);
-const { ChatCipher, KEY_KIND } = await import(`${DIST}e2e.js`);
-const { FileTransfers, bytesSource } = await import(`${DIST}file-transfer.js`);
-const { FILE_KIND } = await import(`${DIST}protocol.js`);
+// The peers are the file-transfer tests' own (test/fixtures/file-peers.ts), built into dist by `npm run build`.
+const DIST = fileURLToPath(new URL('../../dist/', import.meta.url));
+const { bytesSource } = await import(`${DIST}src/file-transfer.js`);
+const { pairedPeers, sha256 } = await import(`${DIST}test/fixtures/file-peers.js`);
 
 export const FILES_START = '<!-- files section: written by `npm run bench -- --files` -->';
 export const FILES_END = '<!-- end of files section -->';
 
 const MB = 1024 * 1024;
 const OPEN_BUDGET = { FILE_RATE_BYTES_PER_SEC: String(1024 * MB), FILE_RATE_BURST_BYTES: String(MB) };
-
-async function peer(url) {
-  const client = new RelayClient({ url, createSocket: (u) => new WebSocket(u) });
-  await client.connect();
-  const cipher = await ChatCipher.create(client.limits.maxMessageBytes);
-  const done = new Map();
-  const files = new FileTransfers(client, cipher, {
-    complete: (t, parts) => done.get(t.id)?.({ t, parts }),
-    ended: (t) => done.get(t.id)?.({ t, parts: null }),
-  });
-  client.on('msg', (f) => {
-    if (f.kind === KEY_KIND) void cipher.accept(f.body, client.chatId);
-    else if (f.kind === FILE_KIND) files.receive(f);
-  });
-  const outcome = (id) => new Promise((resolve) => done.set(id, resolve));
-  return { client, cipher, files, outcome };
-}
-
-async function pair(urlA, urlB) {
-  const a = await peer(urlA);
-  const b = await peer(urlB);
-  const matched = Promise.all([a.client.next('matched'), b.client.next('matched')]);
-  a.client.send({ type: 'find' });
-  await a.client.next('queued');
-  b.client.send({ type: 'find' });
-  await matched;
-  a.client.sendMessage(a.cipher.offer(), KEY_KIND);
-  b.client.sendMessage(b.cipher.offer(), KEY_KIND);
-  while (!(a.cipher.ready && b.cipher.ready)) await new Promise((r) => setTimeout(r, 10));
-  return [a, b];
-}
-
-const sha = (parts) => {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return h.digest('hex');
-};
+const QUIET = { record: false };
 
 /** One setup (one relay or two instances on Redis, a budget), `rounds` transfers of `size` bytes. */
 async function run(label, { instances, budget }, size, rounds, nextPort) {
@@ -74,7 +36,7 @@ async function run(label, { instances, budget }, size, rounds, nextPort) {
           redis ? '/readyz' : null,
         ),
       );
-    const [a, b] = await pair(relays[0].url, relays.at(-1).url);
+    const [a, b] = await pairedPeers(relays[0].url, relays.at(-1).url, QUIET, QUIET);
     const procs = [...relays, ...(redis ? [redis] : [])];
     const transfers = [];
     for (let r = 0; r < rounds; r++) {
@@ -83,13 +45,15 @@ async function run(label, { instances, budget }, size, rounds, nextPort) {
       const t0 = performance.now();
       const t = await a.files.send({ name: 'bench.bin', type: 'application/octet-stream', size }, bytesSource(file));
       const got = await b.outcome(t.id);
+      const parts = b.completed.find((c) => c.t.id === t.id)?.parts ?? [];
+      b.completed.length = 0;
       const ms = performance.now() - t0;
       const cpu = procs.map((p, i) => p.sample().cpuSeconds - cpu0[i]);
       const relayCpu = cpu.slice(0, relays.length).reduce((s, x) => s + x, 0);
       const redisCpu = redis ? (cpu.at(-1) ?? 0) : 0;
       transfers.push({
         ms,
-        ok: got.t.state === 'complete' && sha(got.parts ?? []) === sha([file]),
+        ok: got.state === 'complete' && sha256(parts) === sha256([file]),
         chunks: t.chunks,
         relayCpuMsPerMB: (relayCpu * 1000) / (size / MB),
         redisCpuMsPerMB: (redisCpu * 1000) / (size / MB),
