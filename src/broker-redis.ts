@@ -8,6 +8,9 @@
  *   each instance's envelopes in order. Envelopes wait for the end of the
  *   event-loop turn and go out as one PUBLISH per destination (a batch): a
  *   busy instance sends a few large publishes instead of many small ones.
+ *   Receipts (`stored`, `delivered`, `read`) may wait up to RECEIPT_DELAY_MS
+ *   for a message going the same way to carry them: alone, each would cost
+ *   a publish and a wakeup of Redis and of the other instance.
  *   Pending batches are published before any other command, so Redis sees
  *   this instance's commands in the order the relay issued them.
  * - Shared state: Lua scripts (redis-scripts.ts), each atomic on the `{mq}`
@@ -53,6 +56,15 @@ import * as lua from './redis-scripts.js';
 export const HEARTBEAT_MS = 1000;
 /** How long a beat keeps an instance alive: a dead one is invisible after at most this plus one beat. */
 export const LIVENESS_MS = 4500;
+/**
+ * How long a receipt may wait for other envelopes to the same instance. Under load a message crosses the
+ * other way well within it and takes the receipts along (one publish, one wakeup on each side instead of
+ * three); when it is quiet a receipt goes alone after this long, so a `sent` or `delivered` tick shows at
+ * most this much later. Nothing but receipts waits: messages, presence and everything else go at the end
+ * of the event-loop turn.
+ */
+export const RECEIPT_DELAY_MS = 2;
+const RECEIPTS: ReadonlySet<Envelope['t']> = new Set(['stored', 'delivered', 'read']);
 /** Waiters looked at per queue per find: the oldest ones (FIFO), with room to skip incompatible ones. */
 const SCAN = 64;
 /** Sessions refreshed per script call. */
@@ -114,6 +126,8 @@ export class RedisBroker implements Broker {
   /** Envelopes not yet published, per destination instance, in the order they were sent. */
   readonly #outbox = new Map<string, Envelope[]>();
   #flushQueued = false;
+  /** Set while only receipts wait: publishes them after RECEIPT_DELAY_MS unless something else goes first. */
+  #receiptTimer: ReturnType<typeof setTimeout> | null = null;
   /** Connection errors logged since the broker was last up. */
   readonly #reported = new Set<string>();
 
@@ -246,16 +260,21 @@ export class RedisBroker implements Broker {
     const batch = this.#outbox.get(node);
     if (batch) batch.push(env);
     else this.#outbox.set(node, [env]);
-    if (!this.#flushQueued) {
+    if (this.#flushQueued) return true;
+    if (!RECEIPTS.has(env.t)) {
       this.#flushQueued = true;
       setImmediate(this.#flush);
-    }
+    } else if (!this.#receiptTimer) this.#receiptTimer = setTimeout(this.#flush, RECEIPT_DELAY_MS);
     return true;
   }
 
-  /** Publishes every pending batch, destinations in the order they were first sent to. */
+  /** Publishes every pending batch (receipts too), destinations in the order they were first sent to. */
   readonly #flush = (): void => {
     this.#flushQueued = false;
+    if (this.#receiptTimer) {
+      clearTimeout(this.#receiptTimer);
+      this.#receiptTimer = null;
+    }
     if (this.#outbox.size === 0) return;
     for (const [node, batch] of this.#outbox) {
       const channel = this.channelOf(node);
