@@ -185,8 +185,8 @@ const PROFILES = {
     },
     // nginx with TLS in front, as deployed. A process here holds at most 20,000 files: the connection phase
     // runs 4 instances (each caps itself at 19,744 sockets, so 3 hold fewer than 60,000), nginx 24 workers
-    // (two descriptors per proxied WebSocket, 19,900 connections each; nginx spreads them unevenly: in one run
-    // a worker of 12 held a fifth of them) and 6 generator processes (12,500
+    // (two descriptors per proxied WebSocket, 19,900 connections each; before `reuseport` nginx spread them
+    // unevenly: in one run a worker of 12 held a fifth of them) and 6 generator processes (12,500
     // sockets each) over 192 source addresses. The rest runs on 3 instances, as deployed.
     gateway: {
       instances: 4,

@@ -199,7 +199,7 @@ export function renderGateway(o: GatewayOptions, template = readFileSync(TEMPLAT
     serverName: o.serverName,
     httpsPortSuffix: o.httpsPort === 443 ? '' : `:${o.httpsPort}`,
     httpsListen: o.httpsListen,
-    httpsListenV6: o.ipv6 ? `listen [::]:${o.httpsListen.split(':').pop()} ssl;` : '# IPv6: off',
+    httpsListenV6: o.ipv6 ? `listen [::]:${o.httpsListen.split(':').pop()} ssl reuseport;` : '# IPv6: off',
     certificate: o.certificate,
     certificateKey: o.certificateKey,
     dhparam: o.dhparam,
