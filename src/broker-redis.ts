@@ -52,6 +52,9 @@ import type { Logger } from './logger.js';
 import { WaitingRoom } from './pairing.js';
 import * as lua from './redis-scripts.js';
 
+/** ioredis's error for a command with no reply within `commandTimeout`: it may have run. */
+const isTimeout = (err: unknown): boolean => err instanceof Error && err.message === 'Command timed out';
+
 /** How often this instance says it is alive (and checks Redis and the others). */
 export const HEARTBEAT_MS = 1000;
 /** How long a beat keeps an instance alive: a dead one is invisible after at most this plus one beat. */
@@ -447,19 +450,31 @@ class RedisMatchmaker implements Matchmaker {
     this.#local.remove(ticket.id);
     const now = this.clock.now();
     const flex = ticket.interests.length > 0 ? ticket.since + this.config.matchInterestWaitMs : ticket.since;
-    const reply = (await this.b.run(
-      'relayFind',
-      ticket.id,
-      ticket.node,
-      ticket.since,
-      flex,
-      now,
-      this.config.maxQueueLength,
-      SCAN,
-      this.config.resumeWindowMs,
-      retrying ? 1 : 0,
-      ...ticket.interests,
-    )) as string[];
+    const run = (mode: 0 | 1 | 2 | 3) =>
+      this.b.run(
+        'relayFind',
+        ticket.id,
+        ticket.node,
+        ticket.since,
+        flex,
+        now,
+        this.config.maxQueueLength,
+        SCAN,
+        this.config.resumeWindowMs,
+        mode,
+        ...ticket.interests,
+      ) as Promise<string[]>;
+    let reply: string[];
+    try {
+      reply = await run(retrying ? 1 : 0);
+    } catch (err) {
+      // A timeout loses the reply, not necessarily the work: the script may have run and claimed a partner,
+      // whose match only this instance can announce (the partner's own retries answer 'gone'). Asked again,
+      // the script answers the match it made, if any (m:<id>), and otherwise finds afresh, the old ticket out
+      // first. Before this, an overloaded instance left such partners unmatched and out of every queue.
+      if (!isTimeout(err)) throw err;
+      reply = await run(retrying ? 3 : 2);
+    }
     // Taken by someone else's find since: its match is being reported by that instance.
     if (reply[0] === 'gone') return 'matched';
     if (reply[0] === 'matched') {

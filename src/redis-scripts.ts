@@ -15,7 +15,12 @@
  *   i:<code>     HASH  an invite: exp, used, holder, hnode, since
  *   rp:<key>     HASH  reporters of a session id or address digest -> time
  *   rc:<key>     STRING a report cool-down (PX)
+ *   m:<id>       HASH  the match <id>'s last find made: partner, node, since, tags, kept MATCH_RECORD_MS (at
+ *                      most the resume window) for a caller whose reply was lost
  */
+
+/** How long a find's match is kept for its caller to ask again after a lost reply (a timeout). */
+export const MATCH_RECORD_MS = 30_000;
 
 /** Takes a waiter out of every queue it is in. Shared by the matching scripts. */
 const DROP = `
@@ -36,17 +41,32 @@ end
  * is dead (and removing them), or queues it. Returns
  * {'matched', partner, partnerNode, partnerSince, partnerTags} | {'queued', retryAt or -1} | {'full'} | {'gone'}.
  * Calling it again for a waiter first takes the old ticket out; a retry (`retrying` 1) of a waiter that is no
- * longer queued (someone else's find took it) answers 'gone' and changes nothing.
+ * longer queued (someone else's find took it) answers 'gone' and changes nothing. `retrying` 2 (3 for a
+ * retry) is the same call again after its reply was lost (a command timeout: the script may have run, and claimed a
+ * partner that only this caller can announce): it answers the match that find made, if it made one.
  */
 export const FIND = `
 local P = KEYS[1]
 local id, node = ARGV[1], ARGV[2]
 local since, flex, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxLen, scan, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local retrying = ARGV[9] == '1'
+-- mode: 0 a find, 1 a retry (its own timer), 2 or 3 either of those again after its reply was lost.
+local mode = tonumber(ARGV[9])
+local retrying = mode == 1 or mode == 3
 local tags = {}
 for i = 10, #ARGV do tags[#tags + 1] = ARGV[i] end
 ${DROP}
+local record = P .. 'm:' .. id
+if mode >= 2 then
+  local m = redis.call('HMGET', record, 'partner', 'node', 'since', 'tags')
+  if m[1] then
+    redis.call('DEL', record)
+    return {'matched', m[1], m[2], m[3], m[4]}
+  end
+else
+  -- Only the call just before an again (mode 2 or 3) may answer it: an older match is history.
+  redis.call('DEL', record)
+end
 -- A retry is for a waiter still waiting: one taken by someone else's find meanwhile is not queued again.
 if retrying and redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'gone'} end
 drop(id)
@@ -92,6 +112,8 @@ if not best and flex <= now then consider(P .. 'q', true) end
 if best then
   local tk = redis.call('HMGET', P .. 't:' .. best, 'node', 'since', 'tags')
   drop(best)
+  redis.call('HSET', record, 'partner', best, 'node', tk[1], 'since', tk[2], 'tags', tk[3] or '')
+  redis.call('PEXPIRE', record, math.min(ttl, ${MATCH_RECORD_MS}))
   return {'matched', best, tk[1], tk[2], tk[3] or ''}
 end
 if redis.call('ZCARD', P .. 'q') >= maxLen then return {'full'} end
@@ -244,6 +266,6 @@ export const FORGET = `
 local P = KEYS[1]
 ${DROP}
 drop(ARGV[1])
-redis.call('DEL', P .. 'b:' .. ARGV[1], P .. 'r:' .. ARGV[1])
+redis.call('DEL', P .. 'b:' .. ARGV[1], P .. 'r:' .. ARGV[1], P .. 'm:' .. ARGV[1])
 return 1
 `;

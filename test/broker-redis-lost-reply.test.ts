@@ -1,0 +1,74 @@
+/**
+ * A `find` whose reply is lost to a command timeout may still have run in
+ * Redis and claimed a waiting partner. Only the instance that called it can
+ * announce that match (the partner's own retries answer `gone`), so it asks
+ * again and gets the match its find made. Found by the gateway bench: under
+ * overload, instances timed out on finds that had run, and their partners
+ * were left out of every queue and never matched.
+ */
+import { randomBytes } from 'node:crypto';
+import t, { type Test } from 'tap';
+import type { BrokerEvents, Ticket } from '../src/broker.js';
+import { RedisBroker } from '../src/broker-redis.js';
+import { systemClock } from '../src/clock.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { startRedis, type TestRedis } from './fixtures/redis.js';
+
+async function twoInstances(t: Test) {
+  const redis = await startRedis({ tcp: true });
+  t.teardown(redis.stop);
+  const config = loadConfig({ REDIS_URL: redis.url, CLUSTER_SECRET: randomBytes(32).toString('base64') });
+  const matches: [string, string, string][] = [];
+  const start = async (nodeId: string) => {
+    const b = new RedisBroker({ config, clock: systemClock, logger: createLogger('silent'), nodeId });
+    const events: BrokerEvents = {
+      envelope: () => {},
+      match: (first, second) => matches.push([nodeId, first.id, second.id]),
+      nodeGone: () => {},
+      health: () => {},
+    };
+    await b.start(events);
+    t.teardown(() => b.close());
+    return b;
+  };
+  return { redis, matches, n0: await start('n0'), n1: await start('n1') };
+}
+
+const ticket = (id: string, node: string): Ticket => ({ id, node, since: Date.now(), interests: [] });
+
+/** Redis stops answering while the find is on its socket, for longer than the instance's command timeout. */
+async function withLostReply<T>(redis: TestRedis, call: () => Promise<T>): Promise<T> {
+  redis.pause();
+  const pending = call();
+  const resumed = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      redis.resume();
+      resolve();
+    }, 1400),
+  );
+  try {
+    return await pending;
+  } finally {
+    await resumed;
+  }
+}
+
+t.test('a find that ran but whose reply was lost announces its match once', async (t) => {
+  const { redis, matches, n0, n1 } = await twoInstances(t);
+  t.equal(await n1.matchmaker.find(ticket('waiter', 'n1')), 'queued');
+  const outcome = await withLostReply(redis, () => n0.matchmaker.find(ticket('finder', 'n0')));
+  t.equal(outcome, 'matched', 'the finder is told it matched');
+  t.same(matches, [['n0', 'waiter', 'finder']], 'one match, announced by the instance that made it');
+});
+
+t.test('asked again, a find answers only its own match, never an older one', async (t) => {
+  const { redis, matches, n0, n1 } = await twoInstances(t);
+  t.equal(await n1.matchmaker.find(ticket('waiter', 'n1')), 'queued');
+  t.equal(await n0.matchmaker.find(ticket('finder', 'n0')), 'matched');
+  t.equal(matches.length, 1);
+  // The chat ends; the finder looks again, nobody waits, and this reply is lost.
+  const outcome = await withLostReply(redis, () => n0.matchmaker.find(ticket('finder', 'n0')));
+  t.equal(outcome, 'queued', 'queued, not matched again with the old partner');
+  t.equal(matches.length, 1, 'no second match');
+});
