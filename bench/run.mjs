@@ -191,6 +191,9 @@ const PROFILES = {
     gateway: {
       instances: 4,
       nginxWorkers: 24,
+      // Traffic, storm and rolling restart on 3 instances hold a few hundred to 10,000 sockets: nginx as
+      // deployed, a worker per core (compose: worker_processes auto).
+      trafficNginxWorkers: cpus().length,
       workers: 6,
       addressesPerWorker: 32,
       concurrency: 64,

@@ -210,9 +210,8 @@ export function gatewaySection(results, charts = './') {
           ? ` The first step with failures (to ${n(failing.target)}${failures(failing) ? `: ${failures(failing)}` : ''}): its setup rate fell to ` +
             `${n(failing.setupPerSec)}/s, and nginx's ${n(failing.nginxWorkerFiles.length)} workers held ` +
             `${failing.nginxWorkerFiles.map(n).join(', ')} files, the busiest ${pct(Math.max(...failing.nginxWorkerFiles) / failing.nginxWorkerFiles.reduce((a, b) => a + b, 0))} of all: ` +
-            'the template leaves `accept_mutex` off, so the kernel gives each new connection to whichever worker ' +
-            'it wakes, and the spread is far from even; a worker can hold 19,900 connections (two per WebSocket) ' +
-            'under the 20,000-file limit. ' +
+            'a worker can hold 19,900 connections (two per WebSocket) under the 20,000-file limit, and the ' +
+            "template's `listen ... reuseport` has the kernel spread new connections over the workers' own sockets. " +
             (edgeCount(g, 'connections', 'worker_connections are not enough') > 0
               ? `nginx printed "worker_connections are not enough, reusing connections" ` +
                 `${n(edgeCount(g, 'connections', 'worker_connections are not enough'))} times: its busiest workers ran ` +
@@ -257,7 +256,11 @@ export function gatewaySection(results, charts = './') {
       `**Resume storm:** ${n(s.resumed)} of ${n(s.clients)} resumed, the last after ${n(s.ms)} ms ` +
         `(${n(s.resumed / (s.ms / 1000))} resumes/s, each a TLS handshake (${n(s.tlsResumed ?? 0)} of them resuming ` +
         `the client's TLS session), an upgrade through nginx and a resume ` +
-        `with 5 buffered messages). While it ran: ${shares(s.cpuShare)} of a core; ${n(s.resumeErrors)} reconnects ` +
+        `with 5 buffered messages). While it ran: ${shares(s.cpuShare)} of a core` +
+        (s.generatorCpuShare !== undefined
+          ? `, and the generator's processes (the clients' side of every handshake) ${pct(s.generatorCpuShare)}`
+          : '') +
+        `; ${n(s.resumeErrors)} reconnects ` +
         `failed. Each resume through the gateway is a TLS handshake on both sides, nginx's connection to an ` +
         `instance and the upgrade, before any resume work; the storm ran at ${n(s.resumed / (s.ms / 1000))} ` +
         `resumes/s, the connection phase set up ${n(Math.max(...c.steps.map((x) => x.setupPerSec)))} sessions/s at best: on this machine the storm is ` +
@@ -405,7 +408,8 @@ export function gatewaySection(results, charts = './') {
       `in flight per generator process): ${n(s.resumed)} had their 5 messages after ${n(s.ms)} ms. Each client keeps ` +
       "the TLS session nginx issued on its first connection and offers it again, as a browser does (nginx's shared " +
       `session cache; tickets are off): ${n(s.tlsResumed ?? 0)} of the storm's handshakes resumed one. CPU while it ran: ` +
-      `${shares(s.cpuShare)}.`,
+      `${shares(s.cpuShare)}` +
+      (s.generatorCpuShare !== undefined ? `; the generator's processes ${pct(s.generatorCpuShare)} of a core.` : '.'),
     '',
     `Rolling restart: ${n(r.pairs)} pairs of typed clients (\`dist/src/client.js\`) send ${n(r.rate)} msg/s of 64 B in ` +
       'total, each through nginx with its route key, both sides of each pair on two instances. Each instance in turn ' +

@@ -464,6 +464,8 @@ async function storm(gw, G) {
         confirmMs: Math.round(Math.max(...dropped.map((r) => r.confirmMs))),
         unconfirmed: sum(dropped, (r) => r.unconfirmed),
         cpuShare: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / (ms / 1000)])),
+        // The clients' side of every handshake is on this machine too: the generator processes' CPU meanwhile.
+        generatorCpuShare: sum(res, (r) => r.cpuMs) / ms,
       };
     },
     true,
@@ -642,7 +644,13 @@ export async function gatewayBench(P, firstPort = GATEWAY_FIRST_PORT) {
   }
 
   console.log('gateway: 3 instances, Redis and nginx, TLS on loopback');
-  const three = await startGateway(G, 3, firstPort + 50, log);
+  // As deployed: nginx with a worker per core (the connection phases need many more for the file limit).
+  const three = await startGateway(
+    { ...G, nginxWorkers: G.trafficNginxWorkers ?? G.nginxWorkers },
+    3,
+    firstPort + 50,
+    log,
+  );
   try {
     if (want('traffic')) out.traffic = await timed('traffic', () => traffic(three, G, P));
     if (want('storm')) out.storm = await timed('resume storm', () => storm(three, G));

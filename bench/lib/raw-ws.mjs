@@ -119,6 +119,10 @@ class RawSocket {
           ...(tls?.session ? { session: tls.session } : {}),
         })
       : connect(options);
+    // tls.connect() takes `noDelay` and ignores it (Node 20: no TCP_NODELAY on the socket, seen with strace), so
+    // the generator's wss:// writes waited behind Nagle's algorithm for the gateway's delayed ACKs: up to 40 ms
+    // added to the gateway bench's latency tail. A browser sets TCP_NODELAY on every socket; so does this.
+    if (t.secure) socket.setNoDelay(true);
     this.socket = socket;
     if (t.secure && tls?.onSession) socket.on('session', tls.onSession);
     socket.once(t.secure ? 'secureConnect' : 'connect', () => socket.write(t.request));

@@ -415,6 +415,7 @@ class Worker {
   /** Part 2: all resume at once; resolves when every client has all `messages` from its partner. */
   async stormResume({ messages, concurrency }) {
     const started = now();
+    const cpu0 = process.cpuUsage();
     let done = 0;
     const waiting = new Set(this.clients);
     const finished = new Promise((resolve) => {
@@ -437,7 +438,14 @@ class Worker {
     const timeout = new Promise((r) => setTimeout(r, 30_000));
     await Promise.race([finished, timeout]);
     this.onDelivered = null;
-    return { resumed: done, of: this.clients.length, ms: now() - started, tlsResumed };
+    const cpu = process.cpuUsage(cpu0);
+    return {
+      resumed: done,
+      of: this.clients.length,
+      ms: now() - started,
+      tlsResumed,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+    };
   }
 
   /** `code` 1000: each client leaves (the relay forgets its session at once); none: the sockets just drop. */
