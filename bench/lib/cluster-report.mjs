@@ -173,8 +173,9 @@ export function clusterSection(results) {
       `**p99 at ${n(rate)} msg/s:** ${ms(many.fixed.latencyMs.p99)} ms, ${pct(many.fixed.latencyMs.p99 / 5 - 1)} over ` +
         `5 ms (p50 ${ms(many.fixed.latencyMs.p50)} ms, p99.9 ${ms(many.fixed.latencyMs.p999)} ms). A cross-instance ` +
         "message wakes four processes instead of one (the sender's instance, Redis, the recipient's instance, Redis " +
-        "again for the `stored` that becomes the sender's `sent`), and the ack's `delivered` crosses once more. Each " +
-        'instance sends what it has for another as one PUBLISH per event-loop turn, which is what lifts the closed ' +
+        "again for the `stored` that becomes the sender's `sent`), and the ack's `delivered` crosses once more " +
+        '(receipts wait up to 2 ms to ride with a message going the same way, which spares Redis more than the ' +
+        'instances). Each instance sends what it has for another as one PUBLISH per event-loop turn, which is what lifts the closed ' +
         'loop; an open loop spreads messages thin, so most turns carry a few envelopes and each hop costs a wakeup, ' +
         'a socket write and a read (the largest items in CPU profiles of the instances, ' +
         "BENCH_RELAY_NODE_ARGS='--cpu-prof'; relay logic is a small share). At that rate the processes used " +
