@@ -474,6 +474,8 @@ class RedisMatchmaker implements Matchmaker {
       // first. Before this, an overloaded instance left such partners unmatched and out of every queue.
       if (!isTimeout(err)) throw err;
       reply = await run(retrying ? 3 : 2);
+      // Its ticket was claimed since (or never made): answered as the timeout was, never paired a second time.
+      if (reply[0] === 'lost') throw err;
     }
     // Taken by someone else's find since: its match is being reported by that instance.
     if (reply[0] === 'gone') return 'matched';

@@ -39,11 +39,13 @@ end
  * waiter with the longest-waiting compatible one (a shared interest first;
  * anyone flexible once it is flexible itself), skipping waiters whose instance
  * is dead (and removing them), or queues it. Returns
- * {'matched', partner, partnerNode, partnerSince, partnerTags} | {'queued', retryAt or -1} | {'full'} | {'gone'}.
+ * {'matched', partner, partnerNode, partnerSince, partnerTags} | {'queued', retryAt or -1} | {'full'} | {'gone'}
+ * | {'lost'}.
  * Calling it again for a waiter first takes the old ticket out; a retry (`retrying` 1) of a waiter that is no
  * longer queued (someone else's find took it) answers 'gone' and changes nothing. `retrying` 2 (3 for a
  * retry) is the same call again after its reply was lost (a command timeout: the script may have run, and claimed a
- * partner that only this caller can announce): it answers the match that find made, if it made one.
+ * partner that only this caller can announce): it answers the match that find made, if it made one, or
+ * 'lost' when that find left no ticket (claimed since, or the queue was full), and otherwise finds as usual.
  */
 export const FIND = `
 local P = KEYS[1]
@@ -63,6 +65,10 @@ if mode >= 2 then
     redis.call('DEL', record)
     return {'matched', m[1], m[2], m[3], m[4]}
   end
+  -- The lost call ran first (one connection, in order). No match and no ticket: it queued the waiter and
+  -- someone has claimed it since (that match is announced by its maker), or the queue was full. Either way
+  -- this waiter must not be queued or paired again here.
+  if redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'lost'} end
 else
   -- Only the call just before an again (mode 2 or 3) may answer it: an older match is history.
   redis.call('DEL', record)

@@ -7,6 +7,7 @@
  * were left out of every queue and never matched.
  */
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
 import type { BrokerEvents, Ticket } from '../src/broker.js';
 import { RedisBroker } from '../src/broker-redis.js';
@@ -71,4 +72,23 @@ t.test('asked again, a find answers only its own match, never an older one', asy
   const outcome = await withLostReply(redis, () => n0.matchmaker.find(ticket('finder', 'n0')));
   t.equal(outcome, 'queued', 'queued, not matched again with the old partner');
   t.equal(matches.length, 1, 'no second match');
+});
+
+t.test('asked again after its waiter was claimed meanwhile, a find neither queues nor pairs it twice', async (t) => {
+  const { redis, matches, n0, n1 } = await twoInstances(t);
+  const x = ticket('x', 'n0');
+  // Called as the matchmaker does after a timeout (mode 2), with the same ticket.
+  // The lost call queued x (its reply was late, say, behind a busy event loop); then another find claimed it.
+  t.equal(await n0.matchmaker.find(x), 'queued');
+  t.equal(await n1.matchmaker.find(ticket('y', 'n1')), 'matched');
+  t.same(matches, [['n1', 'x', 'y']]);
+  // n0's timeout fires now and it asks again: the script must not put x back in line for a second partner.
+  await n1.matchmaker.find(ticket('z', 'n1'));
+  const again = await n0.run('relayFind', 'x', 'n0', x.since, x.since, Date.now(), 1000, 64, 60_000, 2);
+  t.same(again, ['lost'], 'no ticket and no match of its own: lost, nothing changed');
+  t.same(matches, [['n1', 'x', 'y']], 'x was not paired with z');
+  const admin = new Redis(redis.options);
+  t.teardown(() => admin.disconnect());
+  t.equal(await admin.zscore('relay:{mq}:q', 'x'), null, 'x is not queued again');
+  t.not(await admin.zscore('relay:{mq}:q', 'z'), null, 'z waits for someone else');
 });
