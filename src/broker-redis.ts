@@ -470,12 +470,11 @@ class RedisMatchmaker implements Matchmaker {
     } catch (err) {
       // A timeout loses the reply, not necessarily the work: the script may have run and claimed a partner,
       // whose match only this instance can announce (the partner's own retries answer 'gone'). Asked again,
-      // the script answers the match it made, if any (m:<id>), and otherwise finds afresh, the old ticket out
-      // first. Before this, an overloaded instance left such partners unmatched and out of every queue.
+      // the script answers what that call did (m:<id>): the match it made, a full queue, or 'gone' if it
+      // queued this waiter and someone claimed it since (that match is announced by its maker); otherwise it
+      // finds afresh. Before this, an overloaded instance left such partners unmatched and out of every queue.
       if (!isTimeout(err)) throw err;
       reply = await run(retrying ? 3 : 2);
-      // Its ticket was claimed since (or never made): answered as the timeout was, never paired a second time.
-      if (reply[0] === 'lost') throw err;
     }
     // Taken by someone else's find since: its match is being reported by that instance.
     if (reply[0] === 'gone') return 'matched';

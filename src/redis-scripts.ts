@@ -15,8 +15,9 @@
  *   i:<code>     HASH  an invite: exp, used, holder, hnode, since
  *   rp:<key>     HASH  reporters of a session id or address digest -> time
  *   rc:<key>     STRING a report cool-down (PX)
- *   m:<id>       HASH  the match <id>'s last find made: partner, node, since, tags, kept MATCH_RECORD_MS (at
- *                      most the resume window) for a caller whose reply was lost
+ *   m:<id>       HASH  what <id>'s last find answered, if it matched (partner, node, since, tags) or found the
+ *                      queue full (full), kept MATCH_RECORD_MS (at most the resume window) for a caller whose
+ *                      reply was lost
  */
 
 /** How long a find's match is kept for its caller to ask again after a lost reply (a timeout). */
@@ -39,13 +40,12 @@ end
  * waiter with the longest-waiting compatible one (a shared interest first;
  * anyone flexible once it is flexible itself), skipping waiters whose instance
  * is dead (and removing them), or queues it. Returns
- * {'matched', partner, partnerNode, partnerSince, partnerTags} | {'queued', retryAt or -1} | {'full'} | {'gone'}
- * | {'lost'}.
+ * {'matched', partner, partnerNode, partnerSince, partnerTags} | {'queued', retryAt or -1} | {'full'} | {'gone'}.
  * Calling it again for a waiter first takes the old ticket out; a retry (`retrying` 1) of a waiter that is no
  * longer queued (someone else's find took it) answers 'gone' and changes nothing. `retrying` 2 (3 for a
  * retry) is the same call again after its reply was lost (a command timeout: the script may have run, and claimed a
- * partner that only this caller can announce): it answers the match that find made, if it made one, or
- * 'lost' when that find left no ticket (claimed since, or the queue was full), and otherwise finds as usual.
+ * partner that only this caller can announce): it answers what that call answered if it matched or found the
+ * queue full, 'gone' if it queued the waiter and someone has claimed it since, and otherwise finds as usual.
  */
 export const FIND = `
 local P = KEYS[1]
@@ -60,15 +60,13 @@ for i = 10, #ARGV do tags[#tags + 1] = ARGV[i] end
 ${DROP}
 local record = P .. 'm:' .. id
 if mode >= 2 then
-  local m = redis.call('HMGET', record, 'partner', 'node', 'since', 'tags')
-  if m[1] then
-    redis.call('DEL', record)
-    return {'matched', m[1], m[2], m[3], m[4]}
-  end
-  -- The lost call ran first (one connection, in order). No match and no ticket: it queued the waiter and
-  -- someone has claimed it since (that match is announced by its maker), or the queue was full. Either way
-  -- this waiter must not be queued or paired again here.
-  if redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'lost'} end
+  local m = redis.call('HMGET', record, 'partner', 'node', 'since', 'tags', 'full')
+  redis.call('DEL', record)
+  if m[1] then return {'matched', m[1], m[2], m[3], m[4]} end
+  if m[5] then return {'full'} end
+  -- The lost call ran first (one connection, in order) and queued the waiter. No ticket now: someone has
+  -- claimed it since, and that match is announced by its maker. Queued again here, it would be paired twice.
+  if redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'gone'} end
 else
   -- Only the call just before an again (mode 2 or 3) may answer it: an older match is history.
   redis.call('DEL', record)
@@ -122,7 +120,11 @@ if best then
   redis.call('PEXPIRE', record, math.min(ttl, ${MATCH_RECORD_MS}))
   return {'matched', best, tk[1], tk[2], tk[3] or ''}
 end
-if redis.call('ZCARD', P .. 'q') >= maxLen then return {'full'} end
+if redis.call('ZCARD', P .. 'q') >= maxLen then
+  redis.call('HSET', record, 'full', '1')
+  redis.call('PEXPIRE', record, math.min(ttl, ${MATCH_RECORD_MS}))
+  return {'full'}
+end
 local t = P .. 't:' .. id
 redis.call('HSET', t, 'node', node, 'since', since, 'flex', flex, 'tags', table.concat(tags, '\\n'))
 redis.call('PEXPIRE', t, ttl)

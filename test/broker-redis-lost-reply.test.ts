@@ -85,10 +85,24 @@ t.test('asked again after its waiter was claimed meanwhile, a find neither queue
   // n0's timeout fires now and it asks again: the script must not put x back in line for a second partner.
   await n1.matchmaker.find(ticket('z', 'n1'));
   const again = await n0.run('relayFind', 'x', 'n0', x.since, x.since, Date.now(), 1000, 64, 60_000, 2);
-  t.same(again, ['lost'], 'no ticket and no match of its own: lost, nothing changed');
+  t.same(
+    again,
+    ['gone'],
+    "no ticket and no match of its own: 'gone' (the claim's maker announces it), nothing changed",
+  );
   t.same(matches, [['n1', 'x', 'y']], 'x was not paired with z');
   const admin = new Redis(redis.options);
   t.teardown(() => admin.disconnect());
   t.equal(await admin.zscore('relay:{mq}:q', 'x'), null, 'x is not queued again');
   t.not(await admin.zscore('relay:{mq}:q', 'z'), null, 'z waits for someone else');
+});
+
+t.test('asked again after its call found the queue full, a find answers full again', async (t) => {
+  const { n0 } = await twoInstances(t);
+  const now = Date.now();
+  const call = (mode: number, maxLen: number) =>
+    n0.run('relayFind', 'w', 'n0', now, now, now, maxLen, 64, 60_000, mode);
+  t.same(await call(0, 0), ['full']);
+  // Without the record, no ticket would read as claimed ('gone'), and the waiter would wait for nothing.
+  t.same(await call(2, 0), ['full']);
 });
