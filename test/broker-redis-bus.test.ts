@@ -5,50 +5,27 @@
  * the same way, and go alone after that. Publishes are counted by Redis itself
  * (INFO commandstats), on a connection of the test's own.
  */
-import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
-import type { BrokerEvents } from '../src/broker.js';
-import { RECEIPT_DELAY_MS, RedisBroker } from '../src/broker-redis.js';
-import { systemClock } from '../src/clock.js';
-import { loadConfig } from '../src/config.js';
+import { RECEIPT_DELAY_MS } from '../src/broker-redis.js';
 import type { Envelope } from '../src/envelope.js';
-import { createLogger } from '../src/logger.js';
+import { until } from './fixtures/chatters.js';
 import { startRedis } from './fixtures/redis.js';
-import { sleep } from './fixtures/ws-client.js';
+import { startBroker } from './fixtures/redis-broker.js';
 
-async function until(done: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(1);
-  }
-}
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 async function twoInstances(t: Test) {
   const redis = await startRedis({ tcp: true });
   t.teardown(redis.stop);
-  const config = loadConfig({ REDIS_URL: redis.url, CLUSTER_SECRET: randomBytes(32).toString('base64') });
   const heard: Envelope[] = [];
   const heardAt: number[] = [];
-  const start = async (nodeId: string) => {
-    const b = new RedisBroker({ config, clock: systemClock, logger: createLogger('silent'), nodeId });
-    const events: BrokerEvents = {
-      envelope: (env) => {
-        heard.push(env);
-        heardAt.push(performance.now());
-      },
-      match: () => {},
-      nodeGone: () => {},
-      health: () => {},
-    };
-    await b.start(events);
-    t.teardown(() => b.close());
-    return b;
+  const envelope = (env: Envelope) => {
+    heard.push(env);
+    heardAt.push(performance.now());
   };
-  const n0 = await start('n0');
-  await start('n1');
+  const n0 = await startBroker(t, redis, 'n0', { envelope });
+  await startBroker(t, redis, 'n1', { envelope });
   const admin = new Redis(redis.options);
   t.teardown(() => admin.disconnect());
   const publishes = async () => {
@@ -79,7 +56,7 @@ t.test('a receipt waits for a message going the same way, and both go in one pub
   // The receipts alone would have gone at the end of this turn; they wait for the next one's message.
   await turn();
   n0.send('n1', msg('m2'));
-  await until(() => heard.length === 3);
+  await until('the envelopes', () => heard.length === 3);
   t.same(
     heard.map((e) => e.t),
     ['stored', 'delivered', 'msg'],
@@ -95,7 +72,7 @@ t.test('a receipt alone goes after the delay, in one publish with the others of 
   n0.send('n1', stored('m1', 1));
   n0.send('n1', delivered(1));
   n0.send('n1', { t: 'read', to: 'a', chat: 'c', seq: 1 });
-  await until(() => heard.length === 3);
+  await until('the envelopes', () => heard.length === 3);
   // Node's timers count from the loop's time, cached when this turn began: up to a millisecond early.
   const waited = (heardAt[0] ?? 0) - sentAt;
   t.ok(waited >= RECEIPT_DELAY_MS - 1, `it waited ${waited.toFixed(2)} ms (the delay is ${RECEIPT_DELAY_MS} ms)`);
@@ -109,7 +86,7 @@ t.test('anything but a receipt goes at the end of the turn, taking the waiting r
   n0.send('n1', msg('m1'));
   await turn();
   n0.send('n1', msg('m2'));
-  await until(() => heard.length === 3);
+  await until('the envelopes', () => heard.length === 3);
   t.same(
     heard.map((e) => e.t),
     ['delivered', 'msg', 'msg'],
@@ -135,7 +112,7 @@ t.test('a command issued after a receipt reaches Redis after it, not 2 ms before
   // A script or a plain command publishes what is pending first, so Redis sees this instance's commands in the
   // order the relay issued them, whatever waits.
   await n0.commands.set('probe', '1');
-  await until(() => heard.length === 1 && seen.length === 2);
+  await until('the envelopes', () => heard.length === 1 && seen.length === 2);
   t.same(seen, ['publish', 'set']);
   t.equal(heard[0]?.t, 'stored');
 });

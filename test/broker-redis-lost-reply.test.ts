@@ -6,33 +6,18 @@
  * overload, instances timed out on finds that had run, and their partners
  * were left out of every queue and never matched.
  */
-import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
-import type { BrokerEvents, Ticket } from '../src/broker.js';
-import { RedisBroker } from '../src/broker-redis.js';
-import { systemClock } from '../src/clock.js';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import type { Ticket } from '../src/broker.js';
 import { startRedis, type TestRedis } from './fixtures/redis.js';
+import { startBroker } from './fixtures/redis-broker.js';
 
 async function twoInstances(t: Test) {
   const redis = await startRedis({ tcp: true });
   t.teardown(redis.stop);
-  const config = loadConfig({ REDIS_URL: redis.url, CLUSTER_SECRET: randomBytes(32).toString('base64') });
   const matches: [string, string, string][] = [];
-  const start = async (nodeId: string) => {
-    const b = new RedisBroker({ config, clock: systemClock, logger: createLogger('silent'), nodeId });
-    const events: BrokerEvents = {
-      envelope: () => {},
-      match: (first, second) => matches.push([nodeId, first.id, second.id]),
-      nodeGone: () => {},
-      health: () => {},
-    };
-    await b.start(events);
-    t.teardown(() => b.close());
-    return b;
-  };
+  const start = (nodeId: string) =>
+    startBroker(t, redis, nodeId, { match: (first, second) => matches.push([nodeId, first.id, second.id]) });
   return { redis, matches, n0: await start('n0'), n1: await start('n1') };
 }
 

@@ -7,16 +7,13 @@
  * 375 bytes of heap per such chat, found by the reliability suite's memory
  * check. And the local room still honours both, either way round.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import t, { type Test } from 'tap';
-import type { BrokerEvents, Ticket } from '../src/broker.js';
-import { RedisBroker } from '../src/broker-redis.js';
-import { systemClock } from '../src/clock.js';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import type { Ticket } from '../src/broker.js';
 import { startRedis } from './fixtures/redis.js';
+import { startBroker } from './fixtures/redis-broker.js';
 import { sleep } from './fixtures/ws-client.js';
 
 setFlagsFromString('--expose-gc');
@@ -30,16 +27,7 @@ const heapUsed = (): number => {
 async function broker(t: Test, matches: [string, string][] = []) {
   const redis = await startRedis({ tcp: true });
   t.teardown(redis.stop);
-  const config = loadConfig({ REDIS_URL: redis.url, CLUSTER_SECRET: randomBytes(32).toString('base64') });
-  const b = new RedisBroker({ config, clock: systemClock, logger: createLogger('silent'), nodeId: 'n0' });
-  const events: BrokerEvents = {
-    envelope: () => {},
-    match: (first, second) => matches.push([first.id, second.id]),
-    nodeGone: () => {},
-    health: () => {},
-  };
-  await b.start(events);
-  t.teardown(() => b.close());
+  const b = await startBroker(t, redis, 'n0', { match: (first, second) => matches.push([first.id, second.id]) });
   return { b, redis };
 }
 

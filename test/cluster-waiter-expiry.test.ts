@@ -9,27 +9,20 @@
  * their TTL with a resume window under 3 s, so a waiting session's ticket
  * expired while it waited.
  */
-import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import type { Ticket } from '../src/broker.js';
-import { RedisBroker } from '../src/broker-redis.js';
-import { systemClock } from '../src/clock.js';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
 import { startTestCluster } from './fixtures/cluster.js';
 import { url } from './fixtures/cluster-scenarios.js';
 import { redisKeys, startRedis, type TestRedis } from './fixtures/redis.js';
+import { startBroker } from './fixtures/redis-broker.js';
 import { sleep, TestClient } from './fixtures/ws-client.js';
 
 t.test('a waiter whose ticket expired is taken out of the interest queue by the next find on that tag', async (t) => {
   const redis = await startRedis({ tcp: true });
   t.teardown(redis.stop);
-  const config = loadConfig({ REDIS_URL: redis.url, CLUSTER_SECRET: randomBytes(32).toString('base64') });
-  const b = new RedisBroker({ config, clock: systemClock, logger: createLogger('silent'), nodeId: 'n0' });
   const matches: [string, string][] = [];
-  await b.start({ envelope() {}, match: (x, y) => matches.push([x.id, y.id]), nodeGone() {}, health() {} });
-  t.teardown(() => b.close());
+  const b = await startBroker(t, redis, 'n0', { match: (x, y) => matches.push([x.id, y.id]) });
   const admin = new Redis(redis.options);
   t.teardown(() => admin.disconnect());
   const ticket = (id: string, since: number): Ticket => ({ id, node: 'n0', interests: ['chess'], since });
