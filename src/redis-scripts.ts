@@ -36,13 +36,13 @@ end
 `;
 
 /**
- * find(id, node, since, flex, now, maxLen, scan, ttl, retrying, tags...): pairs the
+ * find(id, node, since, flex, now, maxLen, scan, ttl, mode, tags...): pairs the
  * waiter with the longest-waiting compatible one (a shared interest first;
  * anyone flexible once it is flexible itself), skipping waiters whose instance
  * is dead (and removing them), or queues it. Returns
  * {'matched', partner, partnerNode, partnerSince, partnerTags} | {'queued', retryAt or -1} | {'full'} | {'gone'}.
- * Calling it again for a waiter first takes the old ticket out; a retry (`retrying` 1) of a waiter that is no
- * longer queued (someone else's find took it) answers 'gone' and changes nothing. `retrying` 2 (3 for a
+ * Calling it again for a waiter first takes the old ticket out; a retry (`mode` 1) of a waiter that is no
+ * longer queued (someone else's find took it) answers 'gone' and changes nothing. `mode` 2 (3 for a
  * retry) is the same call again after its reply was lost (a command timeout: the script may have run, and claimed a
  * partner that only this caller can announce): it answers what that call answered if it matched or found the
  * queue full, 'gone' if it queued the waiter and someone has claimed it since, and otherwise finds as usual.
@@ -54,25 +54,24 @@ local since, flex, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxLen, scan, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 -- mode: 0 a find, 1 a retry (its own timer), 2 or 3 either of those again after its reply was lost.
 local mode = tonumber(ARGV[9])
-local retrying = mode == 1 or mode == 3
 local tags = {}
 for i = 10, #ARGV do tags[#tags + 1] = ARGV[i] end
 ${DROP}
 local record = P .. 'm:' .. id
-if mode >= 2 then
-  local m = redis.call('HMGET', record, 'partner', 'node', 'since', 'tags', 'full')
-  redis.call('DEL', record)
-  if m[1] then return {'matched', m[1], m[2], m[3], m[4]} end
-  if m[5] then return {'full'} end
-  -- The lost call ran first (one connection, in order) and queued the waiter. No ticket now: someone has
-  -- claimed it since, and that match is announced by its maker. Queued again here, it would be paired twice.
-  if redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'gone'} end
-else
-  -- Only the call just before an again (mode 2 or 3) may answer it: an older match is history.
-  redis.call('DEL', record)
+-- What this call answers, kept for the same call asked again after its reply was lost.
+local function remember(...)
+  redis.call('HSET', record, ...)
+  redis.call('PEXPIRE', record, math.min(ttl, ${MATCH_RECORD_MS}))
 end
--- A retry is for a waiter still waiting: one taken by someone else's find meanwhile is not queued again.
-if retrying and redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'gone'} end
+local last = mode >= 2 and redis.call('HMGET', record, 'partner', 'node', 'since', 'tags', 'full')
+-- Only the call just before an again may answer it: an older answer is history.
+redis.call('DEL', record)
+if last and last[1] then return {'matched', last[1], last[2], last[3], last[4]} end
+if last and last[5] then return {'full'} end
+-- A retry is for a waiter still waiting: one taken by someone else's find meanwhile is not queued again. Nor is
+-- one asked again: the lost call ran first (one connection, in order), so no ticket means it queued the waiter and
+-- someone has claimed it since, and that match is announced by its maker; queued again, it would be paired twice.
+if mode >= 1 and redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'gone'} end
 drop(id)
 local function alive(n)
   local e = redis.call('ZSCORE', P .. 'nodes', n)
@@ -116,13 +115,11 @@ if not best and flex <= now then consider(P .. 'q', true) end
 if best then
   local tk = redis.call('HMGET', P .. 't:' .. best, 'node', 'since', 'tags')
   drop(best)
-  redis.call('HSET', record, 'partner', best, 'node', tk[1], 'since', tk[2], 'tags', tk[3] or '')
-  redis.call('PEXPIRE', record, math.min(ttl, ${MATCH_RECORD_MS}))
+  remember('partner', best, 'node', tk[1], 'since', tk[2], 'tags', tk[3] or '')
   return {'matched', best, tk[1], tk[2], tk[3] or ''}
 end
 if redis.call('ZCARD', P .. 'q') >= maxLen then
-  redis.call('HSET', record, 'full', '1')
-  redis.call('PEXPIRE', record, math.min(ttl, ${MATCH_RECORD_MS}))
+  remember('full', '1')
   return {'full'}
 end
 local t = P .. 't:' .. id
