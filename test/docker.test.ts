@@ -19,6 +19,7 @@ import { makeCertificates } from '../deploy/certificates.js';
 import type { WebSocketLike } from '../src/client.js';
 import { chats, talking } from './fixtures/chatters.js';
 import { freePort } from './fixtures/redis.js';
+import { steadyCounts } from './fixtures/steady.js';
 import { sleep, TestClient } from './fixtures/ws-client.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -231,7 +232,7 @@ async function main(composeCmd: string[]): Promise<void> {
 
   /** Opens a socket through the gateway with `r` as its routing key, says hello, and says which relay took it. */
   async function openOn(r: string): Promise<{ client: TestClient; relay: number }> {
-    const before = await connectionsPerRelay();
+    const before = await steadyCounts(connectionsPerRelay, 300, 5000);
     // Hello at once: finding the relay takes a few `docker exec`s, longer than a hello may wait on a busy host.
     const [client] = await TestClient.hello(wss(r), tls);
     for (let tries = 0; tries < 20; tries++) {
@@ -323,7 +324,7 @@ async function main(composeCmd: string[]): Promise<void> {
     let b = await openOn(route());
     for (let tries = 0; b.relay === a.relay && tries < 20; tries++) {
       b.client.close();
-      await sleep(200);
+      await b.client.closed;
       b = await openOn(route());
     }
     t.not(a.relay, b.relay, `on two different relays (relay${a.relay + 1} and relay${b.relay + 1})`);
@@ -337,6 +338,7 @@ async function main(composeCmd: string[]): Promise<void> {
     t.match(await a.client.next('msg'), { body: 'secret reply across containers' });
     a.client.close();
     b.client.close();
+    await Promise.all([a.client.closed, b.client.closed]);
   });
 
   await t.test('docker stop on one relay: it drains, exits 0, and its clients move on with nothing lost', async (t) => {
@@ -393,7 +395,7 @@ async function main(composeCmd: string[]): Promise<void> {
       const { client, relay } = await openOn(route());
       landed = relay === index;
       client.close();
-      await sleep(300);
+      await client.closed;
     }
     t.ok(landed, `new sockets reach ${name} again`);
   });

@@ -17,6 +17,7 @@ import { COMPOSE_CONFIG, composeGateway, redactErrorLine, renderGateway } from '
 import type { WebSocketLike } from '../src/client.js';
 import { chats, talking } from './fixtures/chatters.js';
 import { freePort } from './fixtures/redis.js';
+import { steadyCounts } from './fixtures/steady.js';
 import { sleep, TestClient } from './fixtures/ws-client.js';
 
 const logs: string[] = [];
@@ -97,7 +98,7 @@ async function settle(count: number | undefined, i: number): Promise<boolean> {
 
 /** Opens a socket with `route` and says which instance took it. */
 async function openOn(route: string): Promise<{ client: TestClient; instance: number }> {
-  const before = await connectionsPerInstance();
+  const before = await steadyCounts(connectionsPerInstance);
   const client = await TestClient.open(wss(route), tls);
   // Once welcomed, the socket is surely counted by its instance.
   client.send({ type: 'hello', v: 1 });
@@ -178,6 +179,7 @@ t.test('two clients pair across instances and chat over wss://', async (t) => {
   let b = await openOn(newRoute());
   for (let tries = 0; b.instance === a.instance && tries < 20; tries++) {
     b.client.close();
+    await b.client.closed;
     b = await openOn(newRoute());
   }
   t.not(a.instance, b.instance, 'on two different instances');
@@ -191,6 +193,7 @@ t.test('two clients pair across instances and chat over wss://', async (t) => {
   t.match(await a.client.next('msg'), { body: 'and back' });
   a.client.close();
   b.client.close();
+  await Promise.all([a.client.closed, b.client.closed]);
 });
 
 t.test('a client that reconnects with its routing key lands on the same instance and resumes', async (t) => {
