@@ -201,6 +201,14 @@ class MemoryMatchmaker implements Matchmaker {
     return outcome;
   }
 
+  /**
+   * Tickets here outlive any outage (nothing restarts empty), so one that is gone was claimed: its match is on its
+   * way (held with the relay's unsent envelopes while the bus was down, and sent first when it came back).
+   */
+  async refind(ticket: Ticket): Promise<FindOutcome> {
+    return this.net.tickets.has(ticket.id) ? this.find(ticket) : 'matched';
+  }
+
   async cancel(id: string): Promise<void> {
     this.net.tickets.delete(id);
     this.net.room.remove(id);

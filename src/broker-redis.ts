@@ -433,10 +433,14 @@ class RedisMatchmaker implements Matchmaker {
   }
 
   async find(ticket: Ticket): Promise<FindOutcome> {
-    return this.#find(ticket, false);
+    return this.#find(ticket, 'find');
   }
 
-  async #find(ticket: Ticket, retrying: boolean): Promise<FindOutcome> {
+  async refind(ticket: Ticket): Promise<FindOutcome> {
+    return this.#find(ticket, 'refind');
+  }
+
+  async #find(ticket: Ticket, kind: 'find' | 'retry' | 'refind'): Promise<FindOutcome> {
     this.#retries.get(ticket.id)?.cancel();
     this.#retries.delete(ticket.id);
     this.#cancels.delete(ticket.id);
@@ -450,7 +454,7 @@ class RedisMatchmaker implements Matchmaker {
     this.#local.remove(ticket.id);
     const now = this.clock.now();
     const flex = ticket.interests.length > 0 ? ticket.since + this.config.matchInterestWaitMs : ticket.since;
-    const run = (mode: 0 | 1 | 2 | 3) =>
+    const run = (mode: 0 | 1 | 2 | 3 | 4) =>
       this.b.run(
         'relayFind',
         ticket.id,
@@ -466,17 +470,18 @@ class RedisMatchmaker implements Matchmaker {
       ) as Promise<string[]>;
     let reply: string[];
     try {
-      reply = await run(retrying ? 1 : 0);
+      reply = await run(kind === 'retry' ? 1 : kind === 'refind' ? 4 : 0);
     } catch (err) {
       // A timeout loses the reply, not necessarily the work: the script may have run and claimed a partner,
       // whose match only this instance can announce (the partner's own retries answer 'gone'). Asked again,
       // the script answers what that call did (m:<id>): the match it made, a full queue, or 'gone' if it
       // queued this waiter and someone claimed it since (that match is announced by its maker); otherwise it
       // finds afresh. Before this, an overloaded instance left such partners unmatched and out of every queue.
+      // (A refind asked again is a find asked again: the lost call ran first, so no ticket means claimed.)
       if (!isTimeout(err)) throw err;
-      reply = await run(retrying ? 3 : 2);
+      reply = await run(kind === 'retry' ? 3 : 2);
     }
-    // Taken by someone else's find since: its match is being reported by that instance.
+    // Taken by someone else's find since: its match is being reported (or sent again until heard) by that instance.
     if (reply[0] === 'gone') return 'matched';
     if (reply[0] === 'matched') {
       const [, id = '', node = '', since = '0', tags = ''] = reply;
@@ -499,7 +504,7 @@ class RedisMatchmaker implements Matchmaker {
   #retryAt(ticket: Ticket, at: number): void {
     const timer = this.clock.schedule(Math.max(0, at - this.clock.now()), () => {
       this.#retries.delete(ticket.id);
-      this.#find(ticket, true).catch(() => {});
+      this.#find(ticket, 'retry').catch(() => {});
     });
     this.#retries.set(ticket.id, timer);
   }

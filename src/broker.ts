@@ -34,6 +34,12 @@ export type FindOutcome = 'matched' | 'queued' | 'full';
 export interface Matchmaker {
   /** Pairs `ticket` with the longest-waiting compatible waiter, or queues it. */
   find(ticket: Ticket): Promise<FindOutcome>;
+  /**
+   * find() for a waiter of this instance after the bus was down, unless another instance claimed it meanwhile:
+   * that match was published while this instance could not hear and is being sent again until it is (the relay's
+   * `unheard` handling), so finding again would pair the waiter twice. 'matched' then means "on its way".
+   */
+  refind(ticket: Ticket): Promise<FindOutcome>;
   /** Leaves the queue (no-op if not in it, or already taken by a match being reported). */
   cancel(id: string): Promise<void>;
   /**

@@ -56,6 +56,8 @@ export type Envelope =
       interests: string[];
       initiator: boolean;
       via: PairedVia;
+      /** Sent again: the first one reached no instance (see the relay's unheard handling). */
+      again?: true;
     }
   /** `node` is the sender's instance, where `stored` goes back to. */
   | {
@@ -118,7 +120,8 @@ const CHECKS: { [T in EnvelopeType]: (o: Record<string, unknown>) => boolean } =
     Array.isArray(o.interests) &&
     o.interests.every(isStr) &&
     isBool(o.initiator) &&
-    (o.via === 'random' || o.via === 'invite'),
+    (o.via === 'random' || o.via === 'invite') &&
+    (o.again === undefined || o.again === true),
   msg: (o) =>
     isStr(o.chat) &&
     isStr(o.from) &&

@@ -18,6 +18,8 @@
  *   m:<id>       HASH  what <id>'s last find answered, if it matched (partner, node, since, tags) or found the
  *                      queue full (full), kept MATCH_RECORD_MS (at most the resume window) for a caller whose
  *                      reply was lost
+ *   c:<id>       STRING the instance whose find claimed waiter <id> (its `matched` is on its way), kept
+ *                      MATCH_RECORD_MS (at most the resume window) for <id>'s instance finding again after an outage
  */
 
 /** How long a find's match is kept for its caller to ask again after a lost reply (a timeout). */
@@ -46,13 +48,17 @@ end
  * retry) is the same call again after its reply was lost (a command timeout: the script may have run, and claimed a
  * partner that only this caller can announce): it answers what that call answered if it matched or found the
  * queue full, 'gone' if it queued the waiter and someone has claimed it since, and otherwise finds as usual.
+ * `mode` 4 is a find for a waiter whose instance was cut off from Redis and is back: if a live instance claimed it
+ * meanwhile (c:<id>), that match is being sent again until heard, so it answers 'gone' and changes nothing; with no
+ * ticket and no claim (Redis restarted empty, or it never reached Redis) it finds as usual.
  */
 export const FIND = `
 local P = KEYS[1]
 local id, node = ARGV[1], ARGV[2]
 local since, flex, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxLen, scan, ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
--- mode: 0 a find, 1 a retry (its own timer), 2 or 3 either of those again after its reply was lost.
+-- mode: 0 a find, 1 a retry (its own timer), 2 or 3 either of those again after its reply was lost, 4 a find after
+-- the caller's outage.
 local mode = tonumber(ARGV[9])
 local tags = {}
 for i = 10, #ARGV do tags[#tags + 1] = ARGV[i] end
@@ -63,7 +69,18 @@ local function remember(...)
   redis.call('HSET', record, ...)
   redis.call('PEXPIRE', record, math.min(ttl, ${MATCH_RECORD_MS}))
 end
-local last = mode >= 2 and redis.call('HMGET', record, 'partner', 'node', 'since', 'tags', 'full')
+local function alive(n)
+  local e = redis.call('ZSCORE', P .. 'nodes', n)
+  return e and tonumber(e) > now
+end
+local claim = P .. 'c:' .. id
+local ticket = redis.call('EXISTS', P .. 't:' .. id) == 1
+-- Claimed while its instance could not hear: the claim's maker sends the match again until it is heard.
+if mode == 4 and not ticket then
+  local by = redis.call('GET', claim)
+  if by and alive(by) then return {'gone'} end
+end
+local last = (mode == 2 or mode == 3) and redis.call('HMGET', record, 'partner', 'node', 'since', 'tags', 'full')
 -- Only the call just before an again may answer it: an older answer is history.
 redis.call('DEL', record)
 if last and last[1] then return {'matched', last[1], last[2], last[3], last[4]} end
@@ -71,12 +88,10 @@ if last and last[5] then return {'full'} end
 -- A retry is for a waiter still waiting: one taken by someone else's find meanwhile is not queued again. Nor is
 -- one asked again: the lost call ran first (one connection, in order), so no ticket means it queued the waiter and
 -- someone has claimed it since, and that match is announced by its maker; queued again, it would be paired twice.
-if mode >= 1 and redis.call('EXISTS', P .. 't:' .. id) == 0 then return {'gone'} end
+if (mode == 1 or mode == 2 or mode == 3) and not ticket then return {'gone'} end
 drop(id)
-local function alive(n)
-  local e = redis.call('ZSCORE', P .. 'nodes', n)
-  return e and tonumber(e) > now
-end
+-- Waiting afresh (or matched now): any earlier claim on it is history.
+redis.call('DEL', claim)
 local function from(a, b)
   if redis.call('SISMEMBER', P .. 'b:' .. a, b) == 1 or redis.call('SISMEMBER', P .. 'b:' .. b, a) == 1 then
     return -1
@@ -115,6 +130,7 @@ if not best and flex <= now then consider(P .. 'q', true) end
 if best then
   local tk = redis.call('HMGET', P .. 't:' .. best, 'node', 'since', 'tags')
   drop(best)
+  redis.call('SET', P .. 'c:' .. best, node, 'PX', math.min(ttl, ${MATCH_RECORD_MS}))
   remember('partner', best, 'node', tk[1], 'since', tk[2], 'tags', tk[3] or '')
   return {'matched', best, tk[1], tk[2], tk[3] or ''}
 end
@@ -271,6 +287,6 @@ export const FORGET = `
 local P = KEYS[1]
 ${DROP}
 drop(ARGV[1])
-redis.call('DEL', P .. 'b:' .. ARGV[1], P .. 'r:' .. ARGV[1], P .. 'm:' .. ARGV[1])
+redis.call('DEL', P .. 'b:' .. ARGV[1], P .. 'r:' .. ARGV[1], P .. 'm:' .. ARGV[1], P .. 'c:' .. ARGV[1])
 return 1
 `;

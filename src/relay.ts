@@ -63,6 +63,12 @@ const UNAVAILABLE_RETRY_MS = 1000;
 
 /** A message that came ahead of the ones a `resend` asked for again: how soon to send it again. */
 const RESEND_RETRY_MS = 50;
+/**
+ * A `matched` no instance heard is sent again after this long, then twice as long each time up to the maximum: its
+ * instance usually subscribes again within a beat or two, and one that died is not asked more than every 2 s.
+ */
+const MATCHED_RESEND_MS = 250;
+const MATCHED_RESEND_MAX_MS = 2000;
 
 /**
  * How long an instance that asked another for a session waits for its answer. A dead holder is noticed sooner
@@ -150,6 +156,9 @@ export class Relay {
   readonly #orphans = new Map<Session, TimerHandle>();
   /** Envelopes (marks, ends, answers) that found the bus down, sent in order when it is back. */
   #unsent: { node: string; env: Envelope }[] = [];
+  /** Timers of unheard `matched` envelopes waiting to be sent again, and how long each sent one had waited. */
+  readonly #resends = new Set<TimerHandle>();
+  readonly #resendDelay = new WeakMap<Envelope, number>();
   #adoptSeq = 0;
   #connections = 0;
   #closed = false;
@@ -204,7 +213,7 @@ export class Relay {
       health: (up) => {
         if (up) this.#onBusBack();
       },
-      unheard: (_node, envs) => this.#onUnheard(envs),
+      unheard: (node, envs) => this.#onUnheard(node, envs),
     });
   }
 
@@ -213,12 +222,13 @@ export class Relay {
    * nothing, so a message among them would never be stored nor answered, and one sent after it, once that
    * instance hears again, would overtake it. Each sender is told `unavailable` for its oldest such message,
    * which holds back its later ones (as a rate refusal does): the client sends it and everything after it
-   * again, in order. It stays in flight, so a rebuild still counts it among the lost.
+   * again, in order. It stays in flight, so a rebuild still counts it among the lost. A `matched` is sent again.
    */
-  #onUnheard(envs: readonly Envelope[]): void {
+  #onUnheard(node: string, envs: readonly Envelope[]): void {
     const told = new Set<Session>();
     const now = this.#clock.now();
     for (const env of envs) {
+      if (env.t === 'matched') this.#matchedUnheard(node, env);
       if (env.t !== 'msg') continue;
       const s = this.sessions.get(env.from);
       const side = s?.chat;
@@ -227,6 +237,28 @@ export class Relay {
       if (s.heldMessage(now) === null) s.holdMessage(env.id, now + UNAVAILABLE_RETRY_MS + HOLD_GRACE_MS);
       this.#error(s, 'unavailable', env.id, undefined, UNAVAILABLE_RETRY_MS);
     }
+  }
+
+  /**
+   * A match this instance made reached no one: the waiter's instance was cut off from Redis when it was claimed, so
+   * it does not know it is paired, and the partner here would chat with no one (and the waiter, found again when its
+   * instance is back, be paired twice). Sent again, after MATCHED_RESEND_MS and then twice as long each time (at
+   * most MATCHED_RESEND_MAX_MS), while the partner here is still in that chat: once its instance hears, the waiter
+   * takes it (and says it is there, which also stops this side's chat from ending if its instance was taken for
+   * dead meanwhile) or, no longer waiting, answers `end`. Its find after the outage leaves the claimed waiter alone
+   * (Matchmaker.refind). If the instance died, the chat here ends like any other whose partner's instance died.
+   */
+  #matchedUnheard(node: string, env: Extract<Envelope, { t: 'matched' }>): void {
+    const last = this.#resendDelay.get(env);
+    const delayMs = last === undefined ? MATCHED_RESEND_MS : Math.min(MATCHED_RESEND_MAX_MS, 2 * last);
+    const timer = this.#clock.schedule(delayMs, () => {
+      this.#resends.delete(timer);
+      if (this.sessions.get(env.partner)?.chat?.id !== env.chat) return;
+      const again: Envelope = { ...env, again: true };
+      this.#resendDelay.set(again, delayMs);
+      this.#sendTo(node, again);
+    });
+    this.#resends.add(timer);
   }
 
   stats(): RelayStats {
@@ -900,6 +932,8 @@ export class Relay {
       initiator: env.initiator,
       via: env.via,
     });
+    // Sent again after an outage: the partner's instance may have taken this one for dead and be ending the chat.
+    if (env.again) this.#sendTo(env.node, this.#presence(side, session.conn !== null));
   }
 
   /** Ends `session`'s chat: its own side now, the partner's through an `end`. */
@@ -1263,7 +1297,8 @@ export class Relay {
       }
       if (s.state === 'queued' && s.inviteCode === null && s.waiting) {
         const w = s.waiting;
-        this.#settle('matchmaker', this.#broker.matchmaker.find({ id: s.id, node: this.#node, ...w }));
+        // Not find(): a waiter claimed while this instance could not hear would be queued for a second partner.
+        this.#settle('matchmaker', this.#broker.matchmaker.refind({ id: s.id, node: this.#node, ...w }));
       } else if (s.state === 'queued' && s.inviteCode !== null) {
         this.#settle('invites', this.#broker.invites.join(s.inviteCode, s.id, this.#node));
       }
@@ -1352,6 +1387,8 @@ export class Relay {
     }
     for (const t of this.#orphans.values()) t.cancel();
     this.#orphans.clear();
+    for (const t of this.#resends) t.cancel();
+    this.#resends.clear();
     for (const m of this.#movedTo.values()) m.timer.cancel();
     this.#movedTo.clear();
     for (const p of this.#adoptions.values()) {
