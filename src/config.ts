@@ -316,6 +316,12 @@ export const settings = {
     instanceName,
     'Prefix of every Redis key and channel, so several relays can share one Redis.',
   ),
+  redisCommandTimeoutMs: setting(
+    'REDIS_COMMAND_TIMEOUT_MS',
+    3000,
+    int(100),
+    'With Redis: how long a command (a find, a lookup) waits for its reply before the client is told `unavailable`; an overloaded instance reads replies late. Heartbeats wait 1 s.',
+  ),
   drainGraceMs: setting(
     'DRAIN_GRACE_MS',
     5000,

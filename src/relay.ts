@@ -804,8 +804,11 @@ export class Relay {
     if (outcome === 'matched') return;
     session.state = 'idle';
     session.waiting = null;
-    if (outcome === 'full') this.#error(session, 'queue_full', undefined, undefined, 1000);
-    else this.#error(session, 'unavailable', undefined, undefined, UNAVAILABLE_RETRY_MS);
+    if (outcome === 'full') return this.#error(session, 'queue_full', undefined, undefined, 1000);
+    // The find may have run and queued the ticket though its reply was lost: a waiter the client no longer
+    // waits as would be claimed, and its claimer told `end` at once.
+    this.#settle('matchmaker', this.#broker.matchmaker.cancel(session.id));
+    this.#error(session, 'unavailable', undefined, undefined, UNAVAILABLE_RETRY_MS);
   }
 
   #stillWaiting(session: Session): boolean {

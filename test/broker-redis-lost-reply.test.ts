@@ -9,15 +9,25 @@
 import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
 import type { Ticket } from '../src/broker.js';
+import { CLUSTER_SECRET } from './fixtures/cluster.js';
 import { startRedis, type TestRedis } from './fixtures/redis.js';
 import { startBroker } from './fixtures/redis-broker.js';
+import { startTestServer } from './fixtures/server.js';
+import { sleep, TestClient } from './fixtures/ws-client.js';
 
 async function twoInstances(t: Test) {
   const redis = await startRedis({ tcp: true });
   t.teardown(redis.stop);
   const matches: [string, string, string][] = [];
+  // Commands time out after 1 s here, so a pause of 1.4 s loses a reply.
   const start = (nodeId: string) =>
-    startBroker(t, redis, nodeId, { match: (first, second) => matches.push([nodeId, first.id, second.id]) });
+    startBroker(
+      t,
+      redis,
+      nodeId,
+      { match: (first, second) => matches.push([nodeId, first.id, second.id]) },
+      { REDIS_COMMAND_TIMEOUT_MS: '1000' },
+    );
   return { redis, matches, n0: await start('n0'), n1: await start('n1') };
 }
 
@@ -90,4 +100,30 @@ t.test('asked again after its call found the queue full, a find answers full aga
   t.same(await call(0, 0), ['full']);
   // Without the record, no ticket would read as claimed ('gone'), and the waiter would wait for nothing.
   t.same(await call(2, 0), ['full']);
+});
+
+t.test('a find whose reply is lost twice: the client is told unavailable and leaves no ticket behind', async (t) => {
+  const redis = await startRedis({ tcp: true });
+  t.teardown(redis.stop);
+  const server = await startTestServer({
+    redisUrl: redis.url,
+    clusterSecret: CLUSTER_SECRET,
+    redisCommandTimeoutMs: 200,
+  });
+  t.teardown(server.close);
+  const [client, welcome] = await TestClient.hello(server.url);
+  // Each call (the cool-down lookup, the find, the find asked again) gives up after 200 ms; Redis answers them all
+  // after 900 ms.
+  redis.pause();
+  client.send({ type: 'find' });
+  const resumed = sleep(900).then(() => redis.resume());
+  t.match(await client.next('error', 3000), { code: 'unavailable' });
+  await resumed;
+  const admin = new Redis(redis.options);
+  t.teardown(() => admin.disconnect());
+  // The lost calls ran once Redis answered, and queued the ticket; the relay took it out again.
+  const deadline = Date.now() + 3000;
+  while ((await admin.zscore('relay:{mq}:q', welcome.id)) !== null && Date.now() < deadline) await sleep(25);
+  t.equal(await admin.zscore('relay:{mq}:q', welcome.id), null, 'not queued for a partner it would never take');
+  t.equal(await admin.exists(`relay:{mq}:t:${welcome.id}`), 0, 'no ticket');
 });
