@@ -21,6 +21,8 @@
  *   instance missing from it is gone (BrokerEvents.nodeGone). It doubles as
  *   the health probe: the broker is down from the first failed beat or lost
  *   connection, and up again after the first good beat on both connections.
+ *   A beat that comes more than LIVENESS_MS after the last one counts as an
+ *   outage too (the others may have taken this instance for dead).
  * - While down, pairing goes on among this instance's own sessions (a local
  *   waiting room); the relay refuses cross-instance sends (`unavailable`).
  *
@@ -129,6 +131,8 @@ export class RedisBroker implements Broker {
   #events: BrokerEvents | null = null;
   #up = false;
   #everUp = false;
+  /** When the last beat that Redis answered was sent (this instance's clock), 0 before the first. */
+  #beatAt = 0;
   #closed = false;
   #live = new Set<string>();
   /** Instances seen alive once and missing since (bounded: only ids this instance saw). */
@@ -344,7 +348,18 @@ export class RedisBroker implements Broker {
       // took every other for dead and told their partners `away` (and, had their `presence` overtaken that, kept
       // refusing their messages until the resume window ended the chat).
       if (now - since < LIVENESS_MS) for (const node of before) this.#live.add(node);
+      // Beats that ran late past the liveness bound (an event loop starved under overload) fail nothing, yet the
+      // others took this instance for dead meanwhile: their finds dropped its waiters from the queues, and its
+      // chats' partners were told `away`. It comes back as after an outage (its waiters found again, presence
+      // said again), or its waiters' own retries answer `gone` and they wait for good.
+      const lapsed = this.#up && this.#beatAt > 0 && now - this.#beatAt > LIVENESS_MS;
+      this.#beatAt = now;
       this.#setUp(true);
+      if (lapsed) {
+        this.#logger.warn('broker: this instance beat too late to stay alive; announcing itself again');
+        this.matchmaker.busBack();
+        this.#events?.health(true);
+      }
       for (const node of this.#live) this.#gone.delete(node);
       for (const node of before) {
         if (this.#live.has(node) || node === this.nodeId) continue;
